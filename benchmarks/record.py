@@ -1,0 +1,72 @@
+"""The result record: what one benchmark test stores in pytest-benchmark's `extra_info`.
+
+It is the contract that `ftbench diff`, `ftbench report` and the `--baseline` gate read, so it is versioned
+(`SCHEMA`), holds JSON values only, and is filled before the accuracy assert so a failing test still records.
+
+Shape (schema 1):
+
+    {"schema": 1, "task": "spider", "model": "smollm2-135m-lora",
+     "data": {"source": "fixtures", "split": "val", "n": 32, "fingerprint": "sha256:..."},
+     "model_fingerprint": {"base": ..., "adapter": "sha256:..." | null, "recipe": {...} | null, ...},
+     "metric": "execution", "accuracy": 0.31, "ci95": [0.18, 0.48],
+     "metrics": {"execution": {"value": 0.31, "correct": 10, "n": 32, "ci95": [...]}, ...},
+     "items": {"val/0000": {"execution": true, "exact": false, ...}, ...},   # per-item outcomes, null = not scored
+     "predictions": {"val/0000": "SELECT ...", ...},
+     "reasons": {"val/0003": {"execution": "syntax error: ..."}, ...},
+     "latency_s": {"p50": ..., "p95": ..., "mean": ..., "total": ...},
+     "throughput": {"examples_per_s": ..., "completion_tokens_per_s": ...},
+     "tokens": {"prompt": ..., "completion": ...},
+     "cost_usd": {"train": ..., "eval": ..., "per_1k_requests": ..., "prices_date": "...", "pricing": {...}},
+     "training": {...} | null,   # wall_s, tokens, steps, hardware, loss: see models.finetune
+     "machine": {"hardware": ..., "platform": ..., "torch": ..., "transformers": ...},
+     "threshold": {"value": 0.2, "file": "fixtures/thresholds.toml", "key": "spider.fixtures.smollm2-135m-lora"}}
+"""
+
+from __future__ import annotations
+
+SCHEMA = 1
+
+import math
+import platform
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.stats import percentile, wilson_interval
+from models.base import Completion
+
+
+def summarize_metric(values: Sequence[bool | float | None]) -> dict[str, Any]:
+    """Accuracy-style summary of one metric's per-item outcomes (None = not scored, left out of n).
+
+    Booleans get a Wilson 95% interval; floats (slot F1) their mean with a normal-approximation interval.
+
+    >>> summarize_metric([True, False, None, True])["value"]
+    0.6666666666666666
+    >>> summarize_metric([None])["n"]
+    0
+    """
+    scored = [v for v in values if v is not None]
+    n = len(scored)
+    if n == 0:
+        return {"value": None, "n": 0, "ci95": None}
+    if all(isinstance(v, bool) for v in scored):
+        correct = sum(scored)
+        return {"value": correct / n, "correct": correct, "n": n, "ci95": list(wilson_interval(correct, n))}
+    mean = sum(scored) / n
+    spread = math.sqrt(sum((v - mean) ** 2 for v in scored) / (n - 1)) if n > 1 else 0.0
+    half = 1.96 * spread / math.sqrt(n)
+    return {"value": mean, "n": n, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
+
+
+def latency_summary(completions: Sequence[Completion], total_s: float) -> dict[str, float]:
+    per_item = [c.latency_s for c in completions]
+    return {"p50": percentile(per_item, 50), "p95": percentile(per_item, 95),
+            "mean": sum(per_item) / len(per_item) if per_item else math.nan, "total": total_s}
+
+
+def machine_info(hardware_description: str, hardware_key: str) -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"hardware": hardware_description, "hardware_key": hardware_key, "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}

@@ -1,0 +1,92 @@
+"""ftbench's pytest options, markers and report header (one group, one `--` namespace, typed parsers).
+
+Kept light: a bare `pytest` (the harness's own tests) loads this too, so nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+DEFAULT_MODELS = "smollm2-135m,smollm2-135m-lora"
+DEFAULT_TASKS = "spider,viggo"
+OPT_IN_MARKERS = {"gpu": "--run-gpu", "paid": "--run-paid", "slow": "--run-slow"}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _name_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return names
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ftbench", "ftbench: fine-tuning benchmarks")
+    group.addoption("--models", type=_name_list, default=_name_list(DEFAULT_MODELS), metavar="NAMES",
+                    help=f"comma-separated catalog names to benchmark (default: {DEFAULT_MODELS})")
+    group.addoption("--tasks", type=_name_list, default=_name_list(DEFAULT_TASKS), metavar="NAMES",
+                    help=f"comma-separated tasks (default: {DEFAULT_TASKS}; 'jsonl' is added by --jsonl)")
+    group.addoption("--data", default="fixtures", metavar="SOURCE",
+                    help="'fixtures' (shipped, default), 'hub' (Hugging Face, needs network) or a directory in the "
+                         "seed's layout, e.g. ../shared/data")
+    group.addoption("--limit", type=_positive_int, default=None, metavar="N",
+                    help="evaluate only the first N eval rows of each task (default: all)")
+    group.addoption("--jsonl", type=Path, default=None, metavar="FOLDER",
+                    help="your own task: a folder with train.jsonl and eval.jsonl (prompt/completion or chat rows)")
+    group.addoption("--jsonl-scorer", choices=["exact", "sql", "mr"], default="exact",
+                    help="scorer for the --jsonl task (default: exact)")
+    group.addoption("--prices", type=Path, default=None, metavar="FILE",
+                    help="price table TOML (default: $FTBENCH_PRICES, else models/prices.toml)")
+    group.addoption("--batch-size", type=_positive_int, default=8, metavar="N",
+                    help="prompts decoded together by local models (default: 8)")
+    group.addoption("--max-new-tokens", type=_positive_int, default=100, metavar="N",
+                    help="generation limit per item (default: 100, as the seed)")
+    group.addoption("--run-gpu", action="store_true", help="run tests marked gpu (needs CUDA)")
+    group.addoption("--run-paid", action="store_true", help="run tests marked paid (spends money; needs OPENAI_API_KEY)")
+    group.addoption("--run-slow", action="store_true", help="run tests marked slow (minutes of CPU work)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from models import catalog
+    from models.errors import ConfigError
+
+    for name in config.getoption("models"):
+        if name not in catalog.CATALOG:
+            raise pytest.UsageError(str(catalog.UnknownNameError("model", name, catalog.CATALOG)))
+    try:
+        from benchmarks.data import resolve_data
+
+        resolve_data(config.getoption("data"))
+    except ConfigError as err:
+        raise pytest.UsageError(str(err)) from err
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Paid, GPU and slow tests are opt-in: skipped with a reason that names the flag."""
+    for marker, flag in OPT_IN_MARKERS.items():
+        if config.getoption(flag.lstrip("-").replace("-", "_")):
+            continue
+        skip = pytest.mark.skip(reason=f"marked {marker}: pass {flag} to run it")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    opt = config.getoption
+    tasks = opt("tasks") + (["jsonl"] if opt("jsonl") else [])
+    opt_ins = [flag for flag in OPT_IN_MARKERS.values() if opt(flag.lstrip("-").replace("-", "_"))]
+    return [
+        f"ftbench: models={','.join(opt('models'))} tasks={','.join(tasks)} data={opt('data')} "
+        f"limit={opt('limit') or 'all'} batch_size={opt('batch_size')} max_new_tokens={opt('max_new_tokens')}",
+        f"ftbench: prices={opt('prices') or 'default'} opt-ins={','.join(opt_ins) or 'none'}",
+    ]

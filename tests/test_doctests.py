@@ -1,0 +1,20 @@
+"""Run the doctests of the pure functions (normalizers, parsers, statistics, price arithmetic)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "benchmarks.stats", "benchmarks.record", "benchmarks.data", "benchmarks.metrics.mr", "benchmarks.tasks.jsonl",
+    "models.pricing", "models.hf",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no doctests"
+    assert result.failed == 0

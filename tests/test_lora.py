@@ -1,0 +1,88 @@
+"""The LoRA trainer on tiny-random: files, finite loss, cache hits, the loss flag, the labels-only head."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from models.finetune import lora
+from models.finetune.recipe import TINY, LoraRecipe
+from models.weights import load_tiny_random
+
+PAIRS = [lora.TrainingPair(f"Q: {i} plus {i}?\nA: ", str(2 * i)) for i in range(12)]
+BASE = {"base": "tiny-random", "weights": "random-init:seed=0"}
+
+
+def train(tmp_path, recipe=TINY, pairs=PAIRS):
+    return lora.finetune(load_tiny_random, BASE, pairs, recipe, cache_dir=tmp_path, progress=False)
+
+
+def test_trains_writes_files_and_records(tmp_path):
+    adapter = train(tmp_path)
+    assert not adapter.cached
+    names = {p.name for p in adapter.path.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "recipe.json", "train_info.json"} <= names
+    assert LoraRecipe.from_json(json.loads((adapter.path / "recipe.json").read_text())) == TINY
+    info = adapter.info
+    assert info["steps"] == TINY.max_steps and math.isfinite(info["loss_last"])
+    assert info["wall_s"] > 0 and info["real_tokens"] > 0 and 0 <= info["padding_fraction"] < 1
+    assert info["hardware"]["key"] == "cpu"
+    assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_second_run_reuses_the_adapter(tmp_path):
+    first = train(tmp_path)
+    second = train(tmp_path)
+    assert second.cached and second.path == first.path and second.info == first.info
+
+
+@pytest.mark.parametrize("change", [
+    lambda r, p: (dataclasses.replace(r, learning_rate=r.learning_rate * 2), p),
+    lambda r, p: (r, p[:-1]),
+    lambda r, p: (r, p[:-1] + [lora.TrainingPair(p[-1].prompt, p[-1].completion + "0")]),
+])
+def test_any_change_to_recipe_or_data_changes_the_key(change):
+    recipe, pairs = change(TINY, list(PAIRS))
+    assert lora.adapter_key(BASE, recipe, pairs) != lora.adapter_key(BASE, TINY, PAIRS)
+
+
+def test_completion_only_labels_mask_the_prompt():
+    _, tokenizer, _ = load_tiny_random()
+    (masked,), _ = lora._tokenize(tokenizer, PAIRS[:1], TINY)
+    (full,), _ = lora._tokenize(tokenizer, PAIRS[:1], dataclasses.replace(TINY, loss_on_prompt=True))
+    prompt_length = len(tokenizer(PAIRS[0].prompt).input_ids)
+    assert masked["labels"][:prompt_length] == [lora.IGNORE] * prompt_length
+    assert masked["labels"][prompt_length:] == masked["input_ids"][prompt_length:]
+    assert full["labels"] == full["input_ids"]
+    assert masked["input_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_labels_only_head_gives_the_standard_loss():
+    model, tokenizer, _ = load_tiny_random()
+    examples, _ = lora._tokenize(tokenizer, PAIRS[:4], TINY)
+    batch = lora._collate(examples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        ours = lora.completion_loss(model, **batch)
+        reference = model(**batch).loss
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_empty_training_set_is_refused(tmp_path):
+    from models.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no training pairs"):
+        train(tmp_path, pairs=[])
+
+
+def test_trained_adapter_loads_and_generates(tmp_path):
+    from models.base import GenerationConfig, Prompt
+    from models.catalog import get
+
+    adapter = train(tmp_path)
+    model = get("tiny-random-lora").load(adapter.path, {"adapter": adapter.key})
+    out = model.generate([Prompt(text=PAIRS[0].prompt)], GenerationConfig(max_new_tokens=4, stop=()))
+    assert len(out) == 1 and model.fingerprint()["adapter"] == adapter.key
