@@ -50,6 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="prompts decoded together by local models (default: 8)")
     group.addoption("--max-new-tokens", type=_positive_int, default=100, metavar="N",
                     help="generation limit per item (default: 100, as the seed)")
+    group.addoption("--thresholds", type=Path, default=None, metavar="FILE",
+                    help="accuracy thresholds TOML (default: fixtures/thresholds.toml)")
+    group.addoption("--baseline", type=Path, default=None, metavar="FILE",
+                    help="pytest-benchmark JSON of an earlier run: each test also fails when its own pair regressed "
+                         "against it (ftbench diff's default rules)")
     group.addoption("--run-gpu", action="store_true", help="run tests marked gpu (needs CUDA)")
     group.addoption("--run-paid", action="store_true", help="run tests marked paid (spends money; needs OPENAI_API_KEY)")
     group.addoption("--run-slow", action="store_true", help="run tests marked slow (minutes of CPU work)")
@@ -88,5 +93,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"ftbench: models={','.join(opt('models'))} tasks={','.join(tasks)} data={opt('data')} "
         f"limit={opt('limit') or 'all'} batch_size={opt('batch_size')} max_new_tokens={opt('max_new_tokens')}",
-        f"ftbench: prices={opt('prices') or 'default'} opt-ins={','.join(opt_ins) or 'none'}",
+        f"ftbench: prices={opt('prices') or 'default'} baseline={opt('baseline') or 'none'} "
+        f"opt-ins={','.join(opt_ins) or 'none'}",
     ]

@@ -55,3 +55,14 @@ def prepared_for(settings: Settings):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def baseline_records(pytestconfig: pytest.Config) -> dict | None:
+    """Records of the --baseline run by (task, model), or None without --baseline."""
+    path = pytestconfig.getoption("baseline")
+    if path is None:
+        return None
+    from benchmarks.diff import load_records
+
+    return load_records(path)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks import thresholds
 from benchmarks.runner import build_record, eval_examples, timed_generate
 from models import catalog
 
 
-def test_accuracy(benchmark, pair, settings, task_for, prepared_for):
+def test_accuracy(benchmark, pair, settings, task_for, prepared_for, baseline_records, pytestconfig):
     task_name, model_name = pair
     task, entry = task_for(task_name), catalog.get(model_name)
     prepared = prepared_for(entry, task)
@@ -19,13 +21,27 @@ def test_accuracy(benchmark, pair, settings, task_for, prepared_for):
     )
     scores = task.score(examples, [c.text for c in completions], settings.data)
     record = build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
-    threshold = thresholds.lookup(task.name, settings.data.label, entry.name)
+    threshold = thresholds.lookup(task.name, settings.data.label, entry.name,
+                                  pytestconfig.getoption("thresholds") or thresholds.THRESHOLDS_FILE)
     record["threshold"] = threshold.to_json()
     benchmark.extra_info.update(record)  # before the assert: a failing run still records
 
+    if baseline_records is not None:
+        check_against_baseline(baseline_records, record)
     assert record["accuracy"] is not None, f"{task.name} x {entry.name}: no item could be scored ({record['metrics']})"
     assert record["accuracy"] >= threshold.value, (
         f"{task.name} x {entry.name} on {settings.data.label}: {record['metric']} = {record['accuracy']:.3f} "
         f"(95% CI {record['ci95'][0]:.3f}-{record['ci95'][1]:.3f}, n={record['metrics'][record['metric']]['n']}) "
         f"is below the threshold {threshold.value:.3f} set in {threshold.file} [{threshold.key}]"
     )
+
+
+def check_against_baseline(baseline_records: dict, record: dict) -> None:
+    """Fail when this pair regressed against the --baseline run (a pair new to this run passes)."""
+    from benchmarks.diff import GateRules, diff_records, format_row
+
+    old = baseline_records.get((record["task"], record["model"]))
+    if old is not None:
+        pair = diff_records(old, record, GateRules())
+        if pair.regressions:
+            pytest.fail(f"regressed against --baseline: {'; '.join(pair.regressions)}\n{format_row(pair)}")

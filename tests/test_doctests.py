@@ -9,7 +9,9 @@ import pytest
 
 MODULES = [
     "benchmarks.stats", "benchmarks.record", "benchmarks.data", "benchmarks.metrics.mr", "benchmarks.tasks.jsonl",
-    "models.pricing", "models.hf",
+    "benchmarks.metrics.sql.text", "benchmarks.metrics.sql.compare", "benchmarks.metrics.sql.structure",
+    "benchmarks.metrics.sql.synth", "benchmarks.metrics.sql.score", "benchmarks.metrics.sql.verdict",
+    "benchmarks.diff", "models.pricing", "models.hf",
 ]
 
 

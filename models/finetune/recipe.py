@@ -28,7 +28,7 @@ class LoraRecipe:
     """Linear warmup from 0 to the peak learning rate, then linear decay to 0."""
     epochs: float = 3.0
     """Passes over the training pairs; training stops at whichever of epochs and max_steps comes first."""
-    max_steps: int = 150
+    max_steps: int = 100
     """Upper bound on optimizer steps (keeps CPU runs on large train splits to minutes)."""
     batch_size: int = 8
     """Pairs per forward pass."""

@@ -1,0 +1,250 @@
+"""``ftbench score-sql``: score a prediction file against a Spider-format gold file with all four SQL metrics.
+
+Inputs are the official evaluator's formats (taoyds/test-suite-sql-eval ``evaluation.py``): the gold file has one
+``SQL<TAB>db_id`` per line, the prediction file one SQL per line (an empty line is an empty prediction), databases
+live at ``DIR/<db_id>/<db_id>.sqlite``. Unlike the official tool, files of different lengths are refused (exit 2).
+
+Output, on stdout, one JSON object per line:
+
+- per row: ``{"index": 0, "line": 1, "db_id": ..., "exact": {"correct": true, "reason": null}, "structural": ...,
+  "execution": ..., "execution_synth": ..., "reason": null}``; a metric that cannot be computed is ``null`` and the
+  row's ``reason`` says why (``"database missing: wta_1"``, ``"no schema for execution_synth"``, or a gold failure);
+- last: ``{"summary": true, "rows": N, "elapsed_s": ..., "metrics": {name: {"correct", "n", "accuracy", "ci95",
+  "not_computed", "gold_errors"}}}``. ``n`` counts only rows where the metric was computed, so rows without a
+  database are left out of execution accuracy instead of counted wrong. ``ci95`` is a Wilson interval.
+
+A readable summary table and the progress bar go to stderr. Exit codes: 0 scored, 1 scored but some gold queries
+failed (bad data: see the rows' reasons), 2 bad input (missing file, misaligned files, unreadable line).
+
+Schemas for ``execution_synth`` come from ``--context-file`` (rows with a ``context`` field, aligned with the gold
+file, e.g. spider_create_context_val.json), else from the row's sqlite database, else from ``--table`` (Spider's
+tables.json, which also covers databases whose file is missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from benchmarks.metrics.sql import METRICS, GoldQueryError, IncompleteSchemaError, Verdict, metric_calls
+from benchmarks.metrics.sql.synth import Table, schema_to_context
+from benchmarks.stats import wilson_interval
+
+EXIT_OK, EXIT_GOLD_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
+_SPIDER_TYPES = {"number": "NUMERIC", "boolean": "NUMERIC", "text": "TEXT", "time": "TEXT"}
+
+
+class InputError(Exception):
+    """Bad command-line input; the message says which file/line and what to do."""
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int
+    gold: str
+    db_id: str
+    pred: str
+    context: str | None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gold", type=Path, required=True, help="gold file: one 'SQL<TAB>db_id' per line")
+    parser.add_argument("--pred", type=Path, required=True, help="predictions: one SQL per line, aligned with --gold")
+    parser.add_argument("--db", type=Path, required=True, metavar="DIR", help="databases at DIR/<db_id>/<db_id>.sqlite")
+    parser.add_argument("--table", type=Path,
+                        help="Spider tables.json: schemas for rows whose database file is missing")
+    parser.add_argument("--context-file", type=Path,
+                        help="JSON list of rows with 'context' (CREATE TABLE text) aligned with --gold, "
+                             "for execution on synthesized databases")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds per query (default: %(default)s)")
+    parser.add_argument("--max-rows", type=int, default=100_000,
+                        help="rows fetched per query at most (default: %(default)s)")
+    parser.add_argument("--distinct", choices=("strip", "keep"), default="strip",
+                        help="strip DISTINCT from both queries before executing, as the official evaluator "
+                             "(default: %(default)s)")
+    parser.add_argument("--n-databases", type=int, default=8,
+                        help="synthesized databases per row (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthesized databases (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _read_lines(path: Path, role: str) -> list[str]:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read the {role} file {path}: {error.strerror}; check the --{role} path") from error
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(
+            f"{path} line {line} is not UTF-8 text ({error.reason}); re-save the {role} file as UTF-8"
+        ) from error
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return lines
+
+
+def read_gold(path: Path) -> list[tuple[str, str]]:
+    lines = _read_lines(path, "gold")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    pairs = []
+    for number, line in enumerate(lines, start=1):
+        sql, tab, db_id = line.rpartition("\t")
+        if not tab or not sql.strip() or not db_id.strip():
+            raise InputError(f"{path} line {number} is not 'SQL<TAB>db_id': {line[:80]!r}; fix the gold file")
+        pairs.append((sql.strip(), db_id.strip()))
+    return pairs
+
+
+def read_contexts(path: Path, gold: list[tuple[str, str]]) -> list[str]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot read the context file {path}: {error.strerror}; check --context-file") from error
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} is not a JSON file ({error}); --context-file wants a JSON list of rows") from error
+    if not isinstance(rows, list) or len(rows) != len(gold):
+        count = len(rows) if isinstance(rows, list) else "no list of"
+        raise InputError(f"{path} has {count} rows but the gold file has {len(gold)}; they must be aligned")
+    contexts = []
+    for index, (row, (_, db_id)) in enumerate(zip(rows, gold)):
+        if not isinstance(row, dict) or not isinstance(row.get("context"), str):
+            raise InputError(f"{path} row {index} has no 'context' string; every row needs one")
+        if row.get("db_id", db_id) != db_id:
+            raise InputError(f"{path} row {index} has db_id {row['db_id']!r} but gold line {index + 1} has {db_id!r}; "
+                             "the files are not aligned")
+        contexts.append(row["context"])
+    return contexts
+
+
+def read_tables(path: Path) -> dict[str, str]:
+    """db_id -> CREATE TABLE text, from Spider's tables.json."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        schemas = {}
+        for entry in entries:
+            columns: list[list[tuple[str, str]]] = [[] for _ in entry["table_names_original"]]
+            keys: list[list[str]] = [[] for _ in entry["table_names_original"]]
+            names = entry["column_names_original"]
+            for (table_index, name), spider_type in zip(names, entry["column_types"]):
+                if table_index >= 0:
+                    columns[table_index].append((name, _SPIDER_TYPES.get(spider_type, "")))
+            for key in entry["primary_keys"]:
+                table_index, name = names[key[0] if isinstance(key, list) else key]
+                keys[table_index].append(name.lower())
+            tables = [Table(name, tuple(cols), frozenset(key) if len(key) == 1 else frozenset())
+                      for name, cols, key in zip(entry["table_names_original"], columns, keys)]
+            schemas[entry["db_id"]] = schema_to_context(tables)
+        return schemas
+    except OSError as error:
+        raise InputError(f"cannot read the tables file {path}: {error.strerror}; check --table") from error
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise InputError(
+            f"{path} is not a Spider tables.json ({type(error).__name__}: {error}); check --table"
+        ) from error
+
+
+def load_rows(args: argparse.Namespace) -> list[Row]:
+    gold = read_gold(args.gold)
+    preds = _read_lines(args.pred, "pred")
+    if len(gold) != len(preds):
+        raise InputError(f"misaligned files: {args.gold} has {len(gold)} lines but {args.pred} has {len(preds)}; "
+                         "there must be one prediction line per gold line (empty line = empty prediction)")
+    if not args.db.is_dir():
+        raise InputError(f"database folder {args.db} does not exist; --db wants DIR with DIR/<db_id>/<db_id>.sqlite")
+    contexts: list[str | None] = read_contexts(args.context_file, gold) if args.context_file else [None] * len(gold)
+    return [Row(index, sql, db_id, pred, context)
+            for index, ((sql, db_id), pred, context) in enumerate(zip(gold, preds, contexts))]
+
+
+def score_row(row: Row, args: argparse.Namespace, tables: dict[str, str]) -> dict:
+    db_path = args.db / row.db_id / f"{row.db_id}.sqlite"
+    db_exists = db_path.is_file()
+    calls = metric_calls(row.gold, row.pred, db_path=db_path if db_exists else None, context=row.context,
+                         schema_fallback=tables.get(row.db_id), timeout_s=args.timeout, max_rows=args.max_rows,
+                         distinct=args.distinct, n_databases=args.n_databases, seed=args.seed)
+    record: dict = {"index": row.index, "line": row.index + 1, "db_id": row.db_id}
+    reasons = [] if db_exists else [f"database missing: {row.db_id}"]
+    for name, call in calls.items():
+        verdict: Verdict | None = None
+        try:
+            verdict = call()
+            if verdict is None and name == "execution_synth":
+                reasons.append("execution_synth: no schema (pass --context-file or --table)")
+        except IncompleteSchemaError as error:
+            reasons.append(f"{name}: {error}")
+        except GoldQueryError as error:
+            reasons.append(f"gold failed ({name}): {error}")
+            record.setdefault("gold_errors", []).append(name)
+        record[name] = verdict.to_json() if verdict is not None else None
+    record["reason"] = "; ".join(reasons) or None
+    return record
+
+
+def summarize(records: list[dict], elapsed_s: float) -> dict:
+    metrics = {}
+    for name in METRICS:
+        verdicts = [record[name] for record in records if record[name] is not None]
+        correct = sum(verdict["correct"] for verdict in verdicts)
+        low, high = wilson_interval(correct, len(verdicts))
+        metrics[name] = {
+            "correct": correct,
+            "n": len(verdicts),
+            "accuracy": correct / len(verdicts) if verdicts else None,
+            "ci95": [round(low, 4), round(high, 4)],
+            "not_computed": len(records) - len(verdicts),
+            "gold_errors": sum(name in record.get("gold_errors", []) for record in records),
+        }
+    return {"summary": True, "rows": len(records), "elapsed_s": round(elapsed_s, 2), "metrics": metrics}
+
+
+def _print_table(summary: dict) -> None:
+    print(f"score-sql: {summary['rows']} rows in {summary['elapsed_s']:.1f}s", file=sys.stderr)
+    for name, figures in summary["metrics"].items():
+        accuracy = "n/a" if figures["accuracy"] is None else f"{figures['accuracy']:.1%}"
+        low, high = figures["ci95"]
+        print(f"  {name:<16} {figures['correct']:>5}/{figures['n']:<5} {accuracy:>6}  95% CI [{low:.1%}, {high:.1%}]"
+              f"  not computed: {figures['not_computed']}, gold errors: {figures['gold_errors']}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    try:
+        rows = load_rows(args)
+        tables = read_tables(args.table) if args.table else {}
+    except InputError as error:
+        print(f"ftbench score-sql: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    records = []
+    for row in tqdm(rows, desc="score-sql", unit="row", file=sys.stderr, disable=True if args.no_progress else None):
+        record = score_row(row, args, tables)
+        records.append(record)
+        print(json.dumps(record, ensure_ascii=False), flush=False)
+    summary = summarize(records, time.perf_counter() - started)
+    print(json.dumps(summary), flush=True)
+    _print_table(summary)
+    gold_errors = sum(bool(record.get("gold_errors")) for record in records)
+    if gold_errors:
+        print(f"ftbench score-sql: {gold_errors} rows have a failing gold query (bad data): see their 'reason'",
+              file=sys.stderr)
+        return EXIT_GOLD_ERRORS
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ftbench score-sql", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
