@@ -18,7 +18,7 @@ BASE = {"base": "tiny-random", "weights": "random-init:seed=0"}
 
 
 def train(tmp_path, recipe=TINY, pairs=PAIRS):
-    return lora.finetune(load_tiny_random, BASE, pairs, recipe, cache_dir=tmp_path, progress=False)
+    return lora.finetune(load_tiny_random, BASE, pairs, recipe, options=lora.RunOptions(cache_dir=tmp_path, progress=False))
 
 
 def test_trains_writes_files_and_records(tmp_path):

@@ -1,22 +1,29 @@
-"""LoRA fine-tuning with peft, top to bottom: key -> (cache hit | setup -> fit -> save).
+"""LoRA fine-tuning with peft, top to bottom: key -> (cache hit | validate -> setup -> fit -> save).
 
-An adapter is cached under a content hash of base weights + recipe + training pairs, so rerunning a benchmark
-reuses it, and any change to one of the three trains a new one. Training writes into a temporary folder that is
-renamed into place only when complete, so a killed run never leaves an adapter that a benchmark would pick up.
+- Cached: an adapter lives under a content hash of base weights + recipe + training pairs, so a rerun reuses it and
+  any change trains a new one. A damaged cache entry is detected, reported and rebuilt.
+- Atomic: training writes into a temporary folder renamed into place when complete, so a killed run never leaves an
+  adapter that a benchmark would pick up.
+- Resumable: checkpoints (LoRA weights, optimizer, scheduler, RNG, data position) every `checkpoint_every` steps;
+  rerunning the same command after a crash or `kill -9` resumes and ends with the adapter a clean run gives.
+- Lean: the vocabulary head runs only where a label exists; batches are grouped by length and padding is reported.
+- One code path for CPU and GPUs: `accelerate launch` runs it data-parallel (each process takes every N-th batch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +32,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from models.errors import ConfigError
-from models.finetune.recipe import LoraRecipe
+from models.finetune.recipe import LoraRecipe, validate_recipe
 from models.pricing import detect_hardware
 from models.weights import cache_root
 
-TRAINER_VERSION = 1  # bump when a change to this file changes the adapters it produces
+TRAINER_VERSION = 2  # bump when a change to this file changes the adapters it produces
 IGNORE = -100  # label id that the loss skips
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "recipe.json", "train_info.json")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,22 @@ class TrainingPair:
 
     prompt: str
     completion: str
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a fine-tune runs. None of it changes the adapter, so none of it is in the cache key."""
+
+    checkpoint_every: int = 20
+    """Save a resumable checkpoint every N optimizer steps (0: never)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 30% more compute."""
+    progress: bool = True
+    """Show a progress bar."""
+    cache_dir: Path | None = None
+    """Adapter cache folder (default: $FTBENCH_ADAPTER_CACHE, else <ftbench cache>/adapters)."""
+    on_step: Callable[[int], None] | None = field(default=None, compare=False)
+    """Called after each optimizer step with the step number (tests use it to interrupt a run)."""
 
 
 @dataclass(frozen=True)
@@ -59,46 +83,97 @@ def adapter_cache() -> Path:
     return Path(os.environ.get("FTBENCH_ADAPTER_CACHE") or cache_root() / "adapters")
 
 
-def adapter_key(base_fingerprint: dict[str, Any], recipe: LoraRecipe, pairs: Sequence[TrainingPair]) -> str:
-    """sha256 over everything that decides the adapter's weights."""
+def adapter_key(base_fingerprint: dict[str, Any], recipe: LoraRecipe, pairs: Sequence[TrainingPair],
+                validation: Sequence[TrainingPair] = ()) -> str:
+    """sha256 over everything that decides the adapter's weights (validation pairs only matter for early stopping)."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"base": base_fingerprint, "recipe": recipe.to_json(), "trainer": TRAINER_VERSION},
                              sort_keys=True).encode())
     for pair in pairs:
         digest.update(json.dumps([pair.prompt, pair.completion]).encode())
+    if recipe.early_stopping_patience:
+        digest.update(b"validation")
+        for pair in validation:
+            digest.update(json.dumps([pair.prompt, pair.completion]).encode())
     return digest.hexdigest()
 
 
 def finetune(
-    load_base: Callable[[], tuple[Any, Any, dict[str, Any]]],
+    load_base: Callable[..., tuple[Any, Any, dict[str, Any]]],
     base_fingerprint: dict[str, Any],
     pairs: Sequence[TrainingPair],
     recipe: LoraRecipe,
     *,
-    cache_dir: Path | None = None,
-    progress: bool = True,
+    validation: Sequence[TrainingPair] = (),
+    module_names: Sequence[str] | None = None,
+    options: RunOptions = RunOptions(),
 ) -> Adapter:
-    """The adapter for (base, recipe, pairs): from the cache, or trained now and published atomically."""
+    """The adapter for (base, recipe, pairs): from the cache, or trained now (resuming a checkpoint if one exists)."""
     if not pairs:
         raise ConfigError("no training pairs: the task's train split is empty; check --data and the train file.")
-    key = adapter_key(base_fingerprint, recipe, pairs)
-    target = (cache_dir or adapter_cache()) / key[:24]
-    if (target / "train_info.json").exists():
-        return Adapter(target, key, json.loads((target / "train_info.json").read_text()), cached=True)
+    validate_recipe(recipe, module_names=module_names, cuda=torch.cuda.is_available())
+    if recipe.eval_every and not validation:
+        raise ConfigError("the recipe sets eval_every but the task gave no validation pairs")
+    key = adapter_key(base_fingerprint, recipe, pairs, validation)
+    target = (options.cache_dir or adapter_cache()) / key[:24]
+    cached = _load_cached(target, key)
+    if cached is not None:
+        return cached
 
-    model, tokenizer, _ = load_base()
-    peft_model = _setup(model, recipe)
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model, tokenizer, _ = load_base(quantization=recipe.quantization) if recipe.quantization else load_base()
+    model = _setup(model, recipe, options)
     examples, truncated = _tokenize(tokenizer, pairs, recipe)
-    info = _fit(peft_model, examples, recipe, pad_id=_pad_id(tokenizer), progress=progress)
-    info.update(key=key, base=base_fingerprint, pairs=len(pairs), truncated_pairs=truncated)
-    _save(peft_model, recipe, info, target)
+    held_out, _ = _tokenize(tokenizer, validation, recipe) if validation else ([], 0)
+    partial = target.parent / f".partial-{target.name}"
+    info = _fit(model, examples, held_out, recipe, options, accelerator, pad_id=_pad_id(tokenizer), partial=partial)
+    info.update(key=key, base=base_fingerprint, pairs=len(pairs), validation_pairs=len(validation),
+                truncated_pairs=truncated)
+    if accelerator.is_main_process:
+        _save(accelerator.unwrap_model(model), recipe, info, target)
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
     return Adapter(target, key, info, cached=False)
 
 
-def _setup(model, recipe: LoraRecipe):
-    from peft import LoraConfig, get_peft_model
+def _load_cached(target: Path, key: str) -> Adapter | None:
+    """A complete cache entry, else None; a damaged one is reported and removed so it gets rebuilt."""
+    if not target.exists():
+        return None
+    problem = _cache_problem(target, key)
+    if problem is None:
+        return Adapter(target, key, json.loads((target / "train_info.json").read_text()), cached=True)
+    print(f"ftbench: adapter cache entry {target} is unusable ({problem}); rebuilding it.", file=sys.stderr)
+    shutil.rmtree(target, ignore_errors=True)
+    return None
+
+
+def _cache_problem(target: Path, key: str) -> str | None:
+    missing = [name for name in ADAPTER_FILES if not (target / name).is_file()]
+    if missing:
+        return f"missing {missing}"
+    try:
+        info = json.loads((target / "train_info.json").read_text())
+        from safetensors import safe_open
+
+        with safe_open(str(target / "adapter_model.safetensors"), framework="pt") as weights:
+            if not list(weights.keys()):
+                return "adapter_model.safetensors holds no tensors"
+    except Exception as err:  # any parse failure means the entry cannot be trusted
+        return f"{type(err).__name__}: {err}"
+    return None if info.get("key") == key else "train_info.json belongs to another key"
+
+
+def _setup(model, recipe: LoraRecipe, options: RunOptions):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     torch.manual_seed(recipe.seed)
+    if recipe.quantization:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=options.gradient_checkpointing)
+    elif options.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(r=recipe.r, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
                         target_modules=list(recipe.target_modules), bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
@@ -125,48 +200,121 @@ def _tokenize(tokenizer, pairs: Sequence[TrainingPair], recipe: LoraRecipe) -> t
     return examples, truncated
 
 
-def _fit(model, examples: list[dict[str, list[int]]], recipe: LoraRecipe, *, pad_id: int, progress: bool) -> dict[str, Any]:
+@dataclass
+class _Progress:
+    """Everything a checkpoint must restore besides weights and optimizer (JSON-able)."""
+
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    elapsed_s: float = 0.0
+    validation: list[dict[str, float]] = field(default_factory=list)
+    best_loss: float | None = None
+    best_step: int | None = None
+    bad_checks: int = 0
+    resumed_from: list[int] = field(default_factory=list)
+
+
+def _fit(model, examples, held_out, recipe: LoraRecipe, options: RunOptions, accelerator, *, pad_id: int,
+         partial: Path) -> dict[str, Any]:
     from transformers import get_linear_schedule_with_warmup
 
-    steps_per_epoch = math.ceil(len(examples) / (recipe.batch_size * recipe.grad_accum))
-    total_steps = max(1, min(recipe.max_steps, math.ceil(recipe.epochs * steps_per_epoch)))
+    world = accelerator.num_processes
+    per_step = recipe.batch_size * recipe.grad_accum * world
+    total_steps = max(1, min(recipe.max_steps, math.ceil(recipe.epochs * len(examples) / per_step)))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, min(recipe.warmup_steps, total_steps - 1), total_steps)
-    batches = _batches(examples, recipe)
-    real_tokens = padded_tokens = 0
-    losses: list[float] = []
+    model, optimizer = accelerator.prepare(model, optimizer)
+    progress, best_weights = _resume(partial, model, optimizer, schedule)
+    batches = _batches(examples, recipe, rank=accelerator.process_index, world=world)
+    for _ in range(progress.step * recipe.grad_accum):  # same data order as an uninterrupted run
+        next(batches)
+
+    autocast = _autocast(recipe, accelerator.device)
+    started = time.perf_counter() - progress.elapsed_s
+    bar = tqdm(total=total_steps, initial=progress.step, desc="LoRA fine-tune", unit="step",
+               disable=not options.progress or not accelerator.is_main_process)
     model.train()
-    started = time.perf_counter()
-    bar = tqdm(range(total_steps), desc="LoRA fine-tune", unit="step", disable=not progress)
-    for _ in bar:
-        step_loss = 0.0
-        for _ in range(recipe.grad_accum):
-            batch = _collate(next(batches), pad_id)
-            loss = completion_loss(model, **batch) / recipe.grad_accum
-            loss.backward()
-            step_loss += loss.item()
-            real_tokens += int(batch["attention_mask"].sum())
-            padded_tokens += batch["attention_mask"].numel()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(step_loss)
-        bar.set_postfix(loss=f"{step_loss:.3f}")
-    wall = time.perf_counter() - started
+    try:
+        while progress.step < total_steps:
+            step_loss = _optimizer_step(model, optimizer, schedule, batches, recipe, accelerator, autocast, pad_id, progress, params)
+            progress.step += 1
+            progress.losses.append(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}")
+            if held_out and (progress.step == total_steps or (recipe.eval_every and progress.step % recipe.eval_every == 0)):
+                best_weights = _check_validation(model, held_out, recipe, autocast, pad_id, progress, best_weights)
+                if recipe.early_stopping_patience and progress.bad_checks >= recipe.early_stopping_patience:
+                    break
+            progress.elapsed_s = time.perf_counter() - started
+            if options.checkpoint_every and progress.step % options.checkpoint_every == 0 and progress.step < total_steps:
+                if accelerator.is_main_process:
+                    _checkpoint(partial, accelerator.unwrap_model(model), optimizer, schedule, progress, best_weights)
+            if options.on_step:
+                options.on_step(progress.step)
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise ConfigError(
+            f"out of memory at batch_size={recipe.batch_size}, max_length={recipe.max_length}: lower batch_size "
+            f"(raise grad_accum to keep the effective batch of {recipe.effective_batch}), lower max_length, run with "
+            f"gradient checkpointing, or on a GPU use quantization='4bit'. ({err})"
+        ) from err
+    finally:
+        bar.close()
     model.eval()
-    hardware = detect_hardware()
-    if not all(math.isfinite(x) for x in losses):
-        raise FloatingPointError(f"training loss is not finite ({losses[-5:]}); lower learning_rate in the recipe.")
-    return {
-        "wall_s": wall, "steps": total_steps, "examples_seen": total_steps * recipe.batch_size * recipe.grad_accum,
-        "epochs": total_steps * recipe.batch_size * recipe.grad_accum / len(examples),
-        "real_tokens": real_tokens, "padding_fraction": 1 - real_tokens / max(padded_tokens, 1),
-        "real_tokens_per_s": real_tokens / wall, "loss_first": losses[0], "loss_last": losses[-1],
-        "loss_curve": [round(x, 4) for x in losses],
-        "hardware": {"key": hardware.key, "description": hardware.description},
-    }
+    if recipe.early_stopping_patience and best_weights is not None:
+        _set_lora_weights(accelerator.unwrap_model(model), best_weights)
+    return _training_info(progress, recipe, total_steps, len(examples), world)
+
+
+def _optimizer_step(model, optimizer, schedule, batches, recipe, accelerator, autocast, pad_id, progress, params) -> float:
+    step_loss = 0.0
+    for micro in range(recipe.grad_accum):
+        batch = {k: v.to(accelerator.device) for k, v in _collate(next(batches), pad_id).items()}
+        sync = micro == recipe.grad_accum - 1  # DDP: all-reduce gradients once per optimizer step
+        with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), autocast:
+            loss = completion_loss(model, **batch) / recipe.grad_accum
+        accelerator.backward(loss)
+        step_loss += loss.item()
+        progress.real_tokens += int(batch["attention_mask"].sum())
+        progress.padded_tokens += batch["attention_mask"].numel()
+    accelerator.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    if not math.isfinite(step_loss):
+        raise FloatingPointError(f"training loss is not finite at step {progress.step + 1} ({step_loss}); "
+                                 f"lower learning_rate in the recipe (now {recipe.learning_rate}).")
+    return step_loss
+
+
+def _check_validation(model, held_out, recipe, autocast, pad_id, progress: _Progress, best_weights):
+    """Record the validation loss; keep a copy of the LoRA weights whenever it improves."""
+    loss = validation_loss(model, held_out, recipe.batch_size, pad_id, autocast)
+    progress.validation.append({"step": progress.step, "loss": loss})
+    if progress.best_loss is None or loss < progress.best_loss:
+        progress.best_loss, progress.best_step, progress.bad_checks = loss, progress.step, 0
+        return _lora_weights(model)
+    progress.bad_checks += 1
+    return best_weights
+
+
+@torch.no_grad()
+def validation_loss(model, examples, batch_size: int, pad_id: int, autocast=contextlib.nullcontext()) -> float:
+    """Mean per-token loss on held-out pairs (the same loss as training)."""
+    was_training = model.training
+    model.eval()
+    total = tokens = 0.0
+    device = next(model.parameters()).device
+    for start in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in _collate(examples[start : start + batch_size], pad_id).items()}
+        labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
+        with autocast:
+            total += float(completion_loss(model, **batch)) * labelled
+        tokens += labelled
+    model.train(was_training)
+    return total / max(tokens, 1)
 
 
 def completion_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
@@ -175,7 +323,7 @@ def completion_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     The 49k-entry output layer is a large share of compute and memory; on a completion-only loss most positions
     are prompt, so projecting just the labelled hidden states saves both.
     """
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm = _causal_lm(model)
     hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != IGNORE
@@ -183,10 +331,28 @@ def completion_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets[keep])
 
 
-def _batches(examples: list[dict[str, list[int]]], recipe: LoraRecipe) -> Iterator[list[dict[str, list[int]]]]:
-    """Endless batches, grouped by length within shuffled windows (little padding, still random order)."""
+def _causal_lm(model):
+    """The transformers CausalLM inside DDP and peft wrappers."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _autocast(recipe: LoraRecipe, device: torch.device):
+    if recipe.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if recipe.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _batches(examples: list[dict[str, list[int]]], recipe: LoraRecipe, *, rank: int = 0,
+             world: int = 1) -> Iterator[list[dict[str, list[int]]]]:
+    """Endless batches, grouped by length within shuffled windows (little padding, still random order).
+
+    The order depends only on the seed and the epoch, so a resumed run can skip to where it stopped; with several
+    processes, process `rank` takes every `world`-th batch.
+    """
     window = recipe.batch_size * 16
-    for epoch in range(1_000_000):
+    for epoch in range(sys.maxsize):
         rng = random.Random(recipe.seed * 1_000_003 + epoch)
         order = list(range(len(examples)))
         rng.shuffle(order)
@@ -195,7 +361,8 @@ def _batches(examples: list[dict[str, list[int]]], recipe: LoraRecipe) -> Iterat
             chunk = sorted(order[start : start + window], key=lambda i: -len(examples[i]["input_ids"]))
             batches += [chunk[i : i + recipe.batch_size] for i in range(0, len(chunk), recipe.batch_size)]
         rng.shuffle(batches)
-        for batch in batches:
+        batches += batches[: (-len(batches)) % world]  # every process gets the same number of batches
+        for batch in batches[rank::world]:
             yield [examples[i] for i in batch]
     raise AssertionError("unreachable")
 
@@ -218,6 +385,83 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def _lora_weights(model) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone().cpu() for k, v in get_peft_model_state_dict(_peft(model)).items()}
+
+
+def _set_lora_weights(model, weights: dict[str, torch.Tensor]) -> None:
+    from peft import set_peft_model_state_dict
+
+    set_peft_model_state_dict(_peft(model), weights)
+
+
+def _peft(model):
+    return getattr(model, "module", model)
+
+
+def _checkpoint(partial: Path, model, optimizer, schedule, progress: _Progress, best_weights) -> None:
+    """Write `ckpt-<step>` atomically (temp folder, then rename), then drop older checkpoints."""
+    from safetensors.torch import save_file
+
+    partial.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=partial))
+    save_file(_lora_weights(model), str(staging / "lora.safetensors"))
+    if best_weights is not None:
+        save_file(best_weights, str(staging / "best.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "rng": torch.get_rng_state()}, staging / "optimizer.pt")
+    (staging / "progress.json").write_text(json.dumps(progress.__dict__))
+    final = partial / f"ckpt-{progress.step:06d}"
+    staging.rename(final)
+    for old in partial.glob("ckpt-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(partial: Path, model, optimizer, schedule) -> tuple[_Progress, dict[str, torch.Tensor] | None]:
+    """Restore the newest complete checkpoint, if any (a half-written one is a .tmp folder and is ignored)."""
+    from safetensors.torch import load_file
+
+    checkpoints = sorted(p for p in partial.glob("ckpt-*") if (p / "progress.json").is_file())
+    if not checkpoints:
+        return _Progress(), None
+    latest = checkpoints[-1]
+    try:
+        progress = _Progress(**json.loads((latest / "progress.json").read_text()))
+        _set_lora_weights(model, load_file(str(latest / "lora.safetensors")))
+        state = torch.load(latest / "optimizer.pt", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        best = load_file(str(latest / "best.safetensors")) if (latest / "best.safetensors").exists() else None
+    except Exception as err:  # a damaged checkpoint: start over rather than train from a wrong state
+        print(f"ftbench: checkpoint {latest} is unusable ({type(err).__name__}: {err}); training from the start.",
+              file=sys.stderr)
+        shutil.rmtree(partial, ignore_errors=True)
+        return _Progress(), None
+    progress.resumed_from.append(progress.step)
+    print(f"ftbench: resuming LoRA training from step {progress.step} ({latest}).", file=sys.stderr)
+    return progress, best
+
+
+def _training_info(progress: _Progress, recipe: LoraRecipe, total_steps: int, n_examples: int, world: int) -> dict[str, Any]:
+    hardware = detect_hardware()
+    seen = progress.step * recipe.batch_size * recipe.grad_accum * world
+    return {
+        "wall_s": progress.elapsed_s, "steps": progress.step, "planned_steps": total_steps,
+        "stopped_early": progress.step < total_steps, "processes": world, "examples_seen": seen,
+        "epochs": seen / n_examples, "real_tokens": progress.real_tokens,
+        "padding_fraction": 1 - progress.real_tokens / max(progress.padded_tokens, 1),
+        "real_tokens_per_s": progress.real_tokens / progress.elapsed_s if progress.elapsed_s else None,
+        "loss_first": progress.losses[0], "loss_last": progress.losses[-1],
+        "loss_curve": [round(x, 4) for x in progress.losses], "validation": progress.validation,
+        "best_step": progress.best_step, "resumed_from": progress.resumed_from, "precision": recipe.precision,
+        "hardware": {"key": hardware.key, "description": hardware.description},
+    }
+
+
 def _save(peft_model, recipe: LoraRecipe, info: dict[str, Any], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
@@ -225,6 +469,7 @@ def _save(peft_model, recipe: LoraRecipe, info: dict[str, Any], target: Path) ->
         peft_model.save_pretrained(staging)
         (staging / "recipe.json").write_text(json.dumps(recipe.to_json(), indent=2))
         (staging / "train_info.json").write_text(json.dumps(info, indent=2))  # written last: marks completeness
+        staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must be readable
         staging.rename(target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)

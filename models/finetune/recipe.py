@@ -1,11 +1,22 @@
-"""LoRA recipes as data: frozen, documented, hashed into the adapter cache key and saved next to each adapter."""
+"""LoRA recipes as data: frozen, documented, hashed into the adapter cache key and saved next to each adapter.
+
+`validate_recipe` checks a recipe against the model's structure and the machine before any weight is loaded,
+and lists every problem at once.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from models.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+QUANTIZATIONS = (None, "8bit", "4bit")
 
 
 @dataclass(frozen=True)
@@ -31,15 +42,23 @@ class LoraRecipe:
     max_steps: int = 100
     """Upper bound on optimizer steps (keeps CPU runs on large train splits to minutes)."""
     batch_size: int = 8
-    """Pairs per forward pass."""
+    """Pairs per forward pass (per process under `accelerate launch`)."""
     grad_accum: int = 1
-    """Forward passes per optimizer step (effective batch = batch_size x grad_accum)."""
+    """Forward passes per optimizer step (effective batch = batch_size x grad_accum x processes)."""
     max_length: int = 384
-    """Pairs longer than this many tokens are cut from the right (the answer end); the count is reported."""
+    """Pairs longer than this many tokens are cut from the right; pairs left without an answer token are dropped."""
     loss_on_prompt: bool = False
     """False: loss on the completion only (usually better). True: the seed's loss over prompt and completion."""
+    precision: str = "fp32"
+    """Compute precision under autocast: 'fp32', 'bf16' (CPUs with AMX/AVX512-BF16, Ampere+ GPUs) or 'fp16' (GPU)."""
+    quantization: str | None = None
+    """Base weights loaded in '8bit' or '4bit' (bitsandbytes, CUDA only), or None for full precision."""
+    eval_every: int = 0
+    """Compute the validation loss every N steps (0: only at the end). Needs validation pairs."""
+    early_stopping_patience: int = 0
+    """Stop after this many validation checks without improvement, keeping the best weights (0: off)."""
     seed: int = 0
-    """Seed for LoRA init and data order."""
+    """Seed for LoRA init, dropout and data order."""
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -49,13 +68,65 @@ class LoraRecipe:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown recipe fields {unknown}; known fields: {sorted(known)}")
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**fields)
+            raise ConfigError(f"unknown recipe fields {unknown}; known fields: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
-    def canonical(self) -> str:
-        """Stable text form used in cache keys."""
-        return json.dumps(self.to_json(), sort_keys=True)
+    @classmethod
+    def from_file(cls, path: Path, base: "LoraRecipe | None" = None) -> "LoraRecipe":
+        """A JSON file of recipe fields; fields it leaves out keep `base`'s values."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read recipe {path}: {err}. Expected a JSON object of recipe fields.") from err
+        return cls.from_json((base or cls()).to_json() | data)
+
+    def with_overrides(self, assignments: Iterable[str]) -> "LoraRecipe":
+        """Apply `key=value` strings (values parsed as JSON, else taken as text), e.g. `r=8`, `precision=bf16`."""
+        data = self.to_json()
+        for assignment in assignments:
+            key, sep, value = assignment.partition("=")
+            if not sep:
+                raise ConfigError(f"recipe override {assignment!r} is not key=value, e.g. r=8 or learning_rate=3e-4")
+            try:
+                data[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                data[key.strip()] = value
+        return LoraRecipe.from_json(data)
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+
+def validate_recipe(recipe: LoraRecipe, *, module_names: Iterable[str] | None, cuda: bool) -> None:
+    """Raise ConfigError listing every problem of `recipe` for this model and machine (nothing is loaded yet)."""
+    problems = [f"{name} must be > 0, got {getattr(recipe, name)}"
+                for name in ("r", "alpha", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum",
+                             "max_length") if not getattr(recipe, name) > 0]
+    if not 0 <= recipe.dropout < 1:
+        problems.append(f"dropout must be in [0, 1), got {recipe.dropout}")
+    if recipe.precision not in PRECISIONS:
+        problems.append(f"precision must be one of {PRECISIONS}, got {recipe.precision!r}")
+    if recipe.quantization not in QUANTIZATIONS:
+        problems.append(f"quantization must be one of {QUANTIZATIONS}, got {recipe.quantization!r}")
+    if recipe.quantization and not cuda:
+        problems.append(f"quantization={recipe.quantization!r} needs a CUDA GPU (bitsandbytes); use quantization=null on CPU")
+    if recipe.precision == "fp16" and not cuda:
+        problems.append("precision='fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on CPU")
+    if recipe.early_stopping_patience < 0 or recipe.eval_every < 0:
+        problems.append("eval_every and early_stopping_patience must be >= 0")
+    if recipe.early_stopping_patience and not recipe.eval_every:
+        problems.append("early_stopping_patience needs eval_every > 0 (how often to check the validation loss)")
+    if not recipe.target_modules:
+        problems.append("target_modules is empty; name the linear layers to adapt, e.g. q_proj, v_proj")
+    elif module_names is not None:
+        leaves = {name.rsplit(".", 1)[-1] for name in module_names}
+        missing = [m for m in recipe.target_modules if m not in leaves]
+        if missing:
+            linear_like = sorted(n for n in leaves if n.endswith(("proj", "fc", "fc1", "fc2", "dense", "c_attn", "c_proj")))
+            problems.append(f"target_modules {missing} are not in the model; it has e.g. {linear_like[:12]}")
+    if problems:
+        raise ConfigError("invalid LoRA recipe:\n  - " + "\n  - ".join(problems))
 
 
 # The default for the embedded SmolLM2 on CPU: all linear layers, a high learning rate, a step cap.
@@ -63,3 +134,11 @@ SMOLLM2_CPU = LoraRecipe()
 
 # Mechanics only: tiny-random models train a handful of steps.
 TINY = LoraRecipe(r=4, alpha=8, max_steps=4, batch_size=4, warmup_steps=1, max_length=1024)
+
+# The seed's recipe (samlhuillier/spider-sql-finetune): Code Llama 34B in 8-bit, r=8 on the attention projections,
+# effective batch 128, 400 steps, loss over the whole text, fp16.
+SEED_CODELLAMA = LoraRecipe(
+    r=8, alpha=16, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), learning_rate=3e-4,
+    warmup_steps=100, epochs=1000.0, max_steps=400, batch_size=8, grad_accum=16, max_length=512,
+    loss_on_prompt=True, precision="fp16", quantization="8bit",
+)

@@ -1,0 +1,116 @@
+"""Fine-tuning that survives: resume equals a clean run, damaged cache entries are rebuilt, bad recipes refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models.errors import ConfigError
+from models.finetune import lora
+from models.finetune.recipe import TINY, LoraRecipe, validate_recipe
+from models.weights import load_tiny_random
+
+PAIRS = [lora.TrainingPair(f"Q: {i} plus {i}?\nA: ", str(2 * i)) for i in range(24)]
+VALIDATION = [lora.TrainingPair(f"Q: {i} plus {i}?\nA: ", str(2 * i)) for i in range(30, 36)]
+BASE = {"base": "tiny-random", "weights": "random-init:seed=0"}
+RECIPE = dataclasses.replace(TINY, max_steps=9, batch_size=4, dropout=0.1)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_at(step_to_fail: int):
+    def hook(step: int) -> None:
+        if step == step_to_fail:
+            raise Interrupted(step)
+    return hook
+
+
+def train(cache, recipe=RECIPE, validation=(), **options):
+    return lora.finetune(load_tiny_random, BASE, PAIRS, recipe, validation=validation,
+                         options=lora.RunOptions(cache_dir=cache, progress=False, **options))
+
+
+def weights(adapter):
+    return load_file(str(adapter.path / "adapter_model.safetensors"))
+
+
+def test_resumed_run_ends_with_the_clean_runs_adapter(tmp_path):
+    clean = train(tmp_path / "clean", checkpoint_every=3)
+    with pytest.raises(Interrupted):
+        train(tmp_path / "resumed", checkpoint_every=3, on_step=interrupt_at(7))  # after the checkpoint at 6
+    published = [p for p in (tmp_path / "resumed").iterdir() if not p.name.startswith(".")]
+    assert published == [], "an interrupted run must not publish an adapter"
+    resumed = train(tmp_path / "resumed", checkpoint_every=3)
+    assert resumed.info["resumed_from"] == [6]
+    assert resumed.info["loss_curve"] == clean.info["loss_curve"]
+    first, second = weights(clean), weights(resumed)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not list((tmp_path / "resumed").glob(".partial-*")), "checkpoints are removed once the adapter is published"
+
+
+@pytest.mark.parametrize("damage", ["delete_weights", "truncate_weights", "garble_info"])
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, capsys, damage):
+    adapter = train(tmp_path)
+    if damage == "delete_weights":
+        (adapter.path / "adapter_model.safetensors").unlink()
+    elif damage == "truncate_weights":
+        path = adapter.path / "adapter_model.safetensors"
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        (adapter.path / "train_info.json").write_text("{not json")
+    rebuilt = train(tmp_path)
+    assert not rebuilt.cached and "unusable" in capsys.readouterr().err
+    assert all(torch.equal(weights(rebuilt)[k], v) for k, v in weights(train(tmp_path)).items())
+
+
+def test_validation_loss_is_recorded_and_early_stopping_keeps_the_best(tmp_path):
+    recipe = dataclasses.replace(RECIPE, max_steps=12, eval_every=2, early_stopping_patience=1, learning_rate=0.5)
+    adapter = train(tmp_path, recipe, validation=VALIDATION)
+    history = adapter.info["validation"]
+    assert history and all(h["loss"] > 0 for h in history)
+    best = min(history, key=lambda h: h["loss"])
+    assert adapter.info["best_step"] == best["step"]
+    if adapter.info["stopped_early"]:
+        assert adapter.info["steps"] < 12
+
+
+def test_every_recipe_problem_is_listed_at_once():
+    bad = LoraRecipe(r=0, dropout=1.5, quantization="8bit", precision="fp16", target_modules=("q_proj", "wq"),
+                     early_stopping_patience=2)
+    with pytest.raises(ConfigError) as error:
+        validate_recipe(bad, module_names=["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"], cuda=False)
+    message = str(error.value)
+    for expected in ["r must be > 0", "dropout must be in [0, 1)", "quantization='8bit' needs a CUDA GPU",
+                     "precision='fp16' needs a CUDA GPU", "target_modules ['wq'] are not in the model",
+                     "early_stopping_patience needs eval_every"]:
+        assert expected in message
+
+
+def test_an_invalid_recipe_fails_before_loading_weights(tmp_path):
+    def must_not_load(**_):
+        raise AssertionError("weights were loaded")
+
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        lora.finetune(must_not_load, BASE, PAIRS, dataclasses.replace(TINY, quantization="4bit"),
+                      options=lora.RunOptions(cache_dir=tmp_path, progress=False))
+
+
+def test_recipe_overrides_and_round_trip(tmp_path):
+    recipe = TINY.with_overrides(["r=8", "precision=bf16", "target_modules=[\"q_proj\"]"])
+    assert (recipe.r, recipe.precision, recipe.target_modules) == (8, "bf16", ("q_proj",))
+    path = tmp_path / "recipe.json"
+    path.write_text('{"learning_rate": 3e-4}')
+    assert LoraRecipe.from_file(path, recipe) == dataclasses.replace(recipe, learning_rate=3e-4)
+    with pytest.raises(ConfigError, match="unknown recipe fields \\['rank'\\]"):
+        TINY.with_overrides(["rank=8"])
+
+
+def test_bf16_autocast_trains(tmp_path):
+    adapter = train(tmp_path, dataclasses.replace(RECIPE, precision="bf16", max_steps=2))
+    assert adapter.info["precision"] == "bf16" and torch.isfinite(torch.tensor(adapter.info["loss_last"]))
