@@ -16,7 +16,7 @@ from benchmarks.data import DataSource, fingerprint_rows
 from benchmarks.tasks import Example, Score, Task, training_pairs
 from models.base import Completion, GenerationConfig, Model
 from models.catalog import CatalogEntry
-from models.finetune.lora import finetune
+from models.finetune.lora import RunOptions, finetune
 from models.pricing import PriceTable, detect_hardware, hardware_cost
 
 
@@ -47,7 +47,7 @@ def prepare_model(entry: CatalogEntry, task: Task, settings: Settings) -> Prepar
         return PreparedModel(entry.load(), None)
     train = task.examples(settings.data, task.train_split)
     adapter = finetune(entry.load_base, entry.base_fingerprint(), training_pairs(task, train), entry.recipe,
-                       progress=settings.progress)
+                       options=RunOptions(progress=settings.progress))
     adapter_fingerprint = {"adapter": f"sha256:{adapter.key[:32]}", "recipe": entry.recipe.to_json()}
     training = adapter.info | {"cached": adapter.cached, "train_split": task.train_split,
                                "train_fingerprint": fingerprint_rows([e.fields for e in train])}
