@@ -6,12 +6,14 @@ Kept light: a bare `pytest` (the harness's own tests) loads this too, so nothing
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
 
 DEFAULT_MODELS = "smollm2-135m,smollm2-135m-lora"
 DEFAULT_TASKS = "spider,viggo"
+DEFAULT_MAX_COST_USD = 5.0  # same as benchmarks.runner.DEFAULT_MAX_COST_USD (not imported: this file stays light)
 OPT_IN_MARKERS = {"gpu": "--run-gpu", "paid": "--run-paid", "slow": "--run-slow"}
 
 
@@ -20,6 +22,19 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _usd(text: str) -> float:
+    value = float(text.lstrip("$"))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD >= 0, got {text!r}")
+    return value
+
+
+def _http_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {text!r}")
+    return text
 
 
 def _name_list(text: str) -> list[str]:
@@ -55,6 +70,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baseline", type=Path, default=None, metavar="FILE",
                     help="pytest-benchmark JSON of an earlier run: each test also fails when its own pair regressed "
                          "against it (ftbench diff's default rules)")
+    group.addoption("--max-cost", type=_usd, default=DEFAULT_MAX_COST_USD, metavar="USD",
+                    help=f"refuse a paid benchmark whose new spend (OpenAI fine-tuning + evaluation) is estimated "
+                         f"above this, before any call (default: {DEFAULT_MAX_COST_USD:.2f})")
+    group.addoption("--no-prediction-cache", action="store_true",
+                    help="send every API request again instead of answering repeats from the prediction cache "
+                         "(default: cache on, under $FTBENCH_PREDICTION_CACHE or ~/.cache/ftbench/predictions)")
+    group.addoption("--openai-base-url", type=_http_url, default=None, metavar="URL",
+                    help="API root for the openai-compatible entry, e.g. http://127.0.0.1:8000/v1 "
+                         "(default: $OPENAI_BASE_URL); paid only when it is api.openai.com")
+    group.addoption("--openai-model", default=None, metavar="NAME",
+                    help="model name the openai-compatible server serves (default: $FTBENCH_OPENAI_MODEL)")
+    group.addoption("--openai-epochs", type=_positive_int, default=None, metavar="N",
+                    help="epochs of OpenAI fine-tuning jobs (default: per task in the catalog, the seed's "
+                         "spider=3, viggo=2; other tasks OpenAI's auto rule)")
+    group.addoption("--openai-concurrency", type=_positive_int, default=8, metavar="N",
+                    help="chat requests in flight at once (default: 8)")
     group.addoption("--run-gpu", action="store_true", help="run tests marked gpu (needs CUDA)")
     group.addoption("--run-paid", action="store_true", help="run tests marked paid (spends money; needs OPENAI_API_KEY)")
     group.addoption("--run-slow", action="store_true", help="run tests marked slow (minutes of CPU work)")
@@ -95,4 +126,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"limit={opt('limit') or 'all'} batch_size={opt('batch_size')} max_new_tokens={opt('max_new_tokens')}",
         f"ftbench: prices={opt('prices') or 'default'} baseline={opt('baseline') or 'none'} "
         f"opt-ins={','.join(opt_ins) or 'none'}",
+        f"ftbench: max_cost=${opt('max_cost'):.2f} prediction_cache={'off' if opt('no_prediction_cache') else 'on'} "
+        f"openai_base_url={opt('openai_base_url') or os.environ.get('OPENAI_BASE_URL') or 'none'} "
+        f"openai_model={opt('openai_model') or os.environ.get('FTBENCH_OPENAI_MODEL') or 'none'} "
+        f"openai_epochs={opt('openai_epochs') or 'catalog'} openai_concurrency={opt('openai_concurrency')}",
     ]

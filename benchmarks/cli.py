@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "score-sql": ("benchmarks.score_sql", "score SQL predictions (official Spider file formats)"),
     "diff": ("benchmarks.diff", "compare two pytest-benchmark JSON runs and gate on regressions"),
     "report": ("benchmarks.report", "Markdown table and PNG plots of benchmark runs"),
+    "estimate": ("benchmarks.estimate", "cost of fine-tuning and evaluating an OpenAI model on a task (no API call)"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.data import resolve_data
-from benchmarks.runner import PreparedModel, Settings, prepare_model
+from benchmarks.runner import OpenAISettings, PreparedModel, Settings, prepare_model
 from benchmarks.tasks import Task, get_task
 from models import catalog
 from models.pricing import load_prices
@@ -17,17 +17,31 @@ def _tasks(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One test per task x model, with plain ids such as 'spider-smollm2-135m-lora' (stable for diffs)."""
+    """One test per task x model, with plain ids such as 'spider-smollm2-135m-lora' (stable for diffs).
+
+    Pairs whose model calls a paid API carry the `paid` marker: without --run-paid they are skipped whole.
+    """
     if "pair" in metafunc.fixturenames:
-        pairs = [(t, m) for t in _tasks(metafunc.config) for m in metafunc.config.getoption("models")]
-        metafunc.parametrize("pair", pairs, ids=[f"{t}-{m}" for t, m in pairs])
+        config = metafunc.config
+        params = [pytest.param((t, m), id=f"{t}-{m}", marks=[pytest.mark.paid] if _paid(m, config) else [])
+                  for t in _tasks(config) for m in config.getoption("models")]
+        metafunc.parametrize("pair", params)
+
+
+def _paid(model_name: str, config: pytest.Config) -> bool:
+    entry = catalog.get(model_name)
+    return entry.backend == "openai" and entry.is_paid(config.getoption("openai_base_url"))
 
 
 @pytest.fixture(scope="session")
 def settings(pytestconfig: pytest.Config) -> Settings:
     opt = pytestconfig.getoption
+    openai = OpenAISettings(base_url=opt("openai_base_url"), model=opt("openai_model"), epochs=opt("openai_epochs"),
+                            max_concurrency=opt("openai_concurrency"))
     return Settings(data=resolve_data(opt("data")), limit=opt("limit"), prices=load_prices(opt("prices")),
-                    batch_size=opt("batch_size"), max_new_tokens=opt("max_new_tokens"))
+                    batch_size=opt("batch_size"), max_new_tokens=opt("max_new_tokens"),
+                    allow_paid=opt("run_paid"), max_cost_usd=opt("max_cost"),
+                    prediction_cache=not opt("no_prediction_cache"), openai=openai)
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +59,14 @@ def task_for(pytestconfig: pytest.Config):
 
 @pytest.fixture(scope="session")
 def prepared_for(settings: Settings):
-    """Loads (and for LoRA entries trains or reuses) each model once; base models are shared across tasks."""
+    """Loads (and for LoRA entries trains or reuses) each model once; local base models are shared across tasks.
+
+    API entries are prepared per task: their cost guard estimates that task's requests.
+    """
     cache: dict[tuple[str, str], PreparedModel] = {}
 
-    def get(entry: catalog.CatalogEntry, task: Task) -> PreparedModel:
-        key = (entry.name, task.name if entry.finetuned else "*")
+    def get(entry: catalog.CatalogEntry | catalog.OpenAIEntry, task: Task) -> PreparedModel:
+        key = (entry.name, task.name if entry.finetuned or entry.backend == "openai" else "*")
         if key not in cache:
             cache[key] = prepare_model(entry, task, settings)
         return cache[key]

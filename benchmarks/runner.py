@@ -1,4 +1,4 @@
-"""The walk of one benchmark: prepare the model (train or reuse its adapter), generate, score, record.
+"""The walk of one benchmark: prepare the model (train or reuse its adapter or OpenAI job), generate, score, record.
 
 pytest's benchmark test and the `ftbench` command share these functions, so both measure the same thing.
 """
@@ -7,17 +7,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import record as rec
 from benchmarks.data import DataSource, fingerprint_rows
-from benchmarks.tasks import Example, Score, Task, training_pairs
+from benchmarks.tasks import Example, Score, Task, chat_rows, training_pairs
 from models.base import Completion, GenerationConfig, Model
-from models.catalog import CatalogEntry
-from models.finetune.lora import RunOptions, finetune
-from models.pricing import PriceTable, detect_hardware, hardware_cost
+from models.catalog import CatalogEntry, OpenAIEntry
+from models.pricing import PriceTable, detect_hardware, hardware_cost, token_cost
+
+DEFAULT_MAX_COST_USD = 5.0
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    """Options of the OpenAI backends."""
+
+    base_url: str | None = None
+    """API root of the 'openai-compatible' entry (--openai-base-url; else $OPENAI_BASE_URL)."""
+    model: str | None = None
+    """Served model name of the 'openai-compatible' entry (--openai-model; else $FTBENCH_OPENAI_MODEL)."""
+    epochs: int | None = None
+    """Override of the catalog's per-task epochs for fine-tuning jobs (--openai-epochs)."""
+    max_concurrency: int = 8
+    """Chat requests in flight at once."""
+    poll_interval_s: float = 20.0
+    """Seconds between status checks of a running fine-tuning job."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,13 @@ class Settings:
     batch_size: int = 8
     max_new_tokens: int = 100
     progress: bool = True
+    allow_paid: bool = False
+    """Paid API work may run (pytest --run-paid); without it a paid step is refused before any call."""
+    max_cost_usd: float = DEFAULT_MAX_COST_USD
+    """Refuse a benchmark whose new paid work (training + evaluation) is estimated above this (--max-cost)."""
+    prediction_cache: bool = True
+    """Answer repeated API requests from the prediction cache (--no-prediction-cache turns it off)."""
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
 
 
 @dataclass(frozen=True)
@@ -41,10 +64,15 @@ class PreparedModel:
     """What fine-tuning measured (None for base models), plus whether the adapter came from the cache."""
 
 
-def prepare_model(entry: CatalogEntry, task: Task, settings: Settings) -> PreparedModel:
-    """Load a catalog entry; for a fine-tuned entry, train its adapter on the task's train split first (or reuse)."""
+def prepare_model(entry: CatalogEntry | OpenAIEntry, task: Task, settings: Settings) -> PreparedModel:
+    """Load a catalog entry; for a fine-tuned entry, train its adapter (or OpenAI job) on the task's train split
+    first, or reuse it."""
+    if entry.backend == "openai":
+        return prepare_openai(entry, task, settings)
     if not entry.finetuned:
         return PreparedModel(entry.load(), None)
+    from models.finetune.lora import RunOptions, finetune  # torch: only for entries trained here
+
     train = task.examples(settings.data, task.train_split)
     adapter = finetune(entry.load_base, entry.base_fingerprint(), training_pairs(task, train), entry.recipe,
                        options=RunOptions(progress=settings.progress))
@@ -52,6 +80,142 @@ def prepare_model(entry: CatalogEntry, task: Task, settings: Settings) -> Prepar
     training = adapter.info | {"cached": adapter.cached, "train_split": task.train_split,
                                "train_fingerprint": fingerprint_rows([e.fields for e in train])}
     return PreparedModel(entry.load(adapter.path, adapter_fingerprint), training)
+
+
+# --- OpenAI entries: fine-tuning job (guarded), chat model, prediction cache ---------------------------------------
+
+VALIDATION_SPLITS = {"viggo": "valid"}
+"""Tasks with a split that is neither train nor eval; the others hold out a slice of train (openai_ft.holdout_split)."""
+
+
+def prepare_openai(entry: OpenAIEntry, task: Task, settings: Settings, *, make_client: Callable[[], Any] | None = None,
+                   http_client_factory: Callable[[], Any] | None = None) -> PreparedModel:
+    """The chat model of an OpenAI entry, its fine-tuning job run or reused first.
+
+    Before any paid call, the new spend of this benchmark (the job, unless one exists, plus the requests the
+    prediction cache cannot answer) is estimated and checked against --run-paid and --max-cost.
+    `make_client` / `http_client_factory` let tests put a local transport under the openai client.
+    """
+    from models.finetune.openai_ft import Budget
+
+    base_url = entry.resolve_base_url(settings.openai.base_url)
+    budget = Budget(settings.allow_paid, settings.max_cost_usd)
+    prompts = [task.prompt(e) for e in eval_examples(task, settings)]
+    if entry.finetune is None:
+        model = _chat_model(entry, entry.resolve_model_id(settings.openai.model), base_url, None, settings,
+                            http_client_factory, price_family=_price_family(entry, base_url, settings))
+        if model.price_family:
+            config = generation_config(task, settings)
+            budget.check(_eval_spend(model, prompts, config, settings),
+                         f"{entry.name} on {task.name}: {len(prompts)} requests (upper bound: "
+                         f"{config.max_new_tokens} output tokens each)")
+        return PreparedModel(model, None)
+    return _prepare_openai_finetuned(entry, task, settings, base_url, prompts, budget, make_client,
+                                     http_client_factory)
+
+
+def _prepare_openai_finetuned(entry: OpenAIEntry, task: Task, settings: Settings, base_url: str, prompts,
+                              budget, make_client, http_client_factory) -> PreparedModel:
+    """Plan the job offline, guard job + evaluation together, then run (or reuse) the job."""
+    from models.finetune import openai_ft
+    from models.openai_api import sync_client
+
+    train_rows, validation_rows, split_info = openai_training_rows(task, settings)
+    spec = openai_job_spec(entry, task, len(train_rows), settings)
+    plan = openai_ft.plan_finetune(train_rows, validation_rows, spec, settings.prices)
+    config = generation_config(task, settings)
+    finished = plan.finished_model  # a finished job's model: the cache then tells which requests are still due
+    probe = _chat_model(entry, finished, base_url, _job_fingerprint(plan, finished), settings,
+                        http_client_factory) if finished else None
+    eval_usd = _eval_spend(probe, prompts, config, settings, encoding=spec.encoding, family=spec.price_family)
+    if plan.new_spend_usd + eval_usd > 0:
+        budget.check(plan.new_spend_usd + eval_usd,
+                     f"{entry.name} on {task.name}: fine-tuning ${plan.new_spend_usd:.2f} "
+                     f"({plan.estimate.trained_tokens:,} trained tokens) + evaluation ${eval_usd:.2f} "
+                     f"(upper bound: {len(prompts)} requests x {config.max_new_tokens} output tokens)")
+    result = openai_ft.run_finetune(plan, make_client or sync_client, budget,
+                                    poll_interval_s=settings.openai.poll_interval_s, progress=settings.progress)
+    model = _chat_model(entry, result.model_id, base_url, _job_fingerprint(plan, result.model_id), settings,
+                        http_client_factory)
+    return PreparedModel(model, result.info | {"cached": result.reused} | split_info)
+
+
+def _job_fingerprint(plan, model_id: str) -> dict[str, Any]:
+    return {"base": plan.spec.base_model, "adapter": f"openai:{model_id}", "recipe": plan.spec.to_json()}
+
+
+def openai_training_rows(task: Task, settings: Settings) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """(training rows, validation rows, how they were split) in the task's chat format.
+
+    Validation never comes from the eval split (the seed's flaw): ViGGO uses its own `valid` split; tasks with only
+    train + eval hold out 5% of train, chosen by a stable hash of each row.
+    """
+    from models.finetune.openai_ft import DEFAULT_HOLDOUT, holdout_split
+
+    rows = chat_rows(task, task.examples(settings.data, task.train_split))
+    split = getattr(task, "validation_split", None) or VALIDATION_SPLITS.get(task.name)
+    if split and split not in (task.train_split, task.eval_split):
+        validation = chat_rows(task, task.examples(settings.data, split))
+        how = f"the {split} split"
+    else:
+        rows, validation = holdout_split(rows, DEFAULT_HOLDOUT)
+        how = f"{DEFAULT_HOLDOUT:.0%} of the {task.train_split} split held out by row hash"
+    info = {"train_split": task.train_split, "validation": how, "train_examples": len(rows),
+            "validation_examples": len(validation), "train_fingerprint": fingerprint_rows(rows)}
+    return rows, validation, info
+
+
+def openai_job_spec(entry: OpenAIEntry, task: Task, n_train: int, settings: Settings, epochs: int | None = None):
+    """The job for this entry and task: base snapshot, and epochs from the override, the catalog, or OpenAI's rule."""
+    from models.finetune.openai_ft import JobSpec, default_epochs
+
+    tune = entry.finetune
+    chosen = epochs or settings.openai.epochs or tune.epochs_by_task.get(task.name) or default_epochs(n_train)
+    return JobSpec(base_model=tune.base_snapshot(), epochs=chosen, price_family=tune.price_family,
+                   max_tokens_per_example=tune.max_tokens_per_example, suffix=f"ftbench-{task.name}")
+
+
+def _chat_model(entry: OpenAIEntry, model_id: str, base_url: str, fingerprint: dict[str, Any] | None,
+                settings: Settings, http_client_factory, price_family: str | None = None) -> Model:
+    from models.openai_api import Endpoint, OpenAIChatModel
+    from models.prediction_cache import CachedModel, PredictionCache
+
+    endpoint = Endpoint(model_id, base_url, max_concurrency=settings.openai.max_concurrency)
+    model = OpenAIChatModel(entry.name, endpoint, fingerprint, price_family=price_family or entry.price_family,
+                            progress=settings.progress, http_client_factory=http_client_factory)
+    return CachedModel(model, PredictionCache.default()) if settings.prediction_cache else model
+
+
+def _price_family(entry: OpenAIEntry, base_url: str, settings: Settings) -> str | None:
+    """For a base model at api.openai.com: the price table section its id starts with (None off OpenAI: free)."""
+    from models.errors import ConfigError
+    from models.openai_api import is_openai_url
+
+    if not is_openai_url(base_url):
+        return None
+    model_id = entry.resolve_model_id(settings.openai.model).removeprefix("ft:")
+    matches = [family for family in settings.prices.openai if model_id.startswith(family)]
+    if not matches:
+        raise ConfigError(f"no price for {model_id!r} in {settings.prices.source}; add [openai.\"{model_id}\"] with "
+                          f"input and output USD per 1M tokens so its cost can be estimated and guarded.")
+    return max(matches, key=len)
+
+
+def _eval_spend(model: Model | None, prompts, config: GenerationConfig, settings: Settings, *,
+                encoding: str | None = None, family: str | None = None) -> float:
+    """Upper bound of what generating `prompts` costs now: the prompts the cache cannot answer, each at its exact
+    input tokens plus max_new_tokens of output."""
+    from models.openai_api import estimate_requests
+    from models.tokens import encoding_for
+
+    family = family or getattr(model, "price_family", None)
+    if family is None:
+        return 0.0
+    pending = [prompts[i] for i in model.misses(prompts, config)] if hasattr(model, "misses") else list(prompts)
+    encoding = encoding or encoding_for(model.endpoint.model)
+    messages = [p.chat() or [{"role": "user", "content": p.text}] for p in pending]
+    return estimate_requests(messages, [config.max_new_tokens] * len(pending), encoding,
+                             settings.prices.token_prices(family)).usd
 
 
 def eval_examples(task: Task, settings: Settings) -> list[Example]:
@@ -80,11 +244,11 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
     metrics = {m: rec.summarize_metric([s.outcomes.get(m) for s in scores]) for m in task.metrics}
     headline = next((m for m in (task.headline, *task.metrics) if metrics[m]["n"]), task.headline)
     hardware = detect_hardware()
-    rate = settings.prices.hourly_rate(hardware.key)
-    eval_cost = hardware_cost(wall_s, rate)
-    train_cost = _training_cost(prepared.training, settings.prices)
     prompt_tokens = sum(c.usage.prompt_tokens for c in completions)
     completion_tokens = sum(c.usage.completion_tokens for c in completions)
+    eval_cost, eval_basis = _eval_cost(prepared.model, prompt_tokens, completion_tokens, wall_s, hardware.key,
+                                       settings.prices)
+    train_cost, train_basis = _training_cost(prepared.training, settings.prices)
     n = len(examples)
     return {
         "schema": rec.SCHEMA,
@@ -105,15 +269,37 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
                        "completion_tokens_per_s": completion_tokens / wall_s if wall_s else None},
         "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
         "cost_usd": {"train": train_cost, "eval": eval_cost, "per_1k_requests": eval_cost / n * 1000 if n else None,
-                     "prices_date": settings.prices.date, "pricing": {"eval": f"wall time x ${rate}/h ({hardware.key})",
-                                                                      "price_file": settings.prices.source}},
+                     "prices_date": settings.prices.date,
+                     "pricing": {"eval": eval_basis, "train": train_basis, "price_file": settings.prices.source,
+                                 "cached_items": sum(c.cached for c in completions)}},
         "training": prepared.training,
         "machine": rec.machine_info(hardware.description, hardware.key),
     }
 
 
-def _training_cost(training: dict[str, Any] | None, prices: PriceTable) -> float:
-    """Wall time of the training run x the hourly rate of the hardware it ran on (0 for base models)."""
+def _eval_cost(model: Model, prompt_tokens: int, completion_tokens: int, wall_s: float, hardware_key: str,
+               prices: PriceTable) -> tuple[float, str]:
+    """(USD, how) of generating these completions. A token-priced API model (it names its `price_family`) pays per
+    token, cached items at the price they were bought for, so a rerun records the same cost; a local model pays
+    wall time x the hourly rate."""
+    family = getattr(model, "price_family", None)
+    if family:
+        price = prices.token_prices(family)
+        usd = token_cost(prompt_tokens, price["input"]) + token_cost(completion_tokens, price["output"])
+        return usd, (f"tokens: {prompt_tokens} in x ${price['input']}/1M + {completion_tokens} out x "
+                     f"${price['output']}/1M ({family})")
+    rate = prices.hourly_rate(hardware_key)
+    return hardware_cost(wall_s, rate), f"wall time x ${rate}/h ({hardware_key})"
+
+
+def _training_cost(training: dict[str, Any] | None, prices: PriceTable) -> tuple[float, str | None]:
+    """(USD, how): an OpenAI job's trained tokens x the training price; a LoRA run's wall time x the hourly rate of
+    the hardware it ran on; 0 for base models."""
     if not training:
-        return 0.0
-    return hardware_cost(training["wall_s"], prices.hourly_rate(training["hardware"]["key"]))
+        return 0.0, None
+    if training.get("provider") == "openai":
+        price = prices.token_prices(training["price_family"])["training"]
+        return (token_cost(training["trained_tokens"], price),
+                f"trained tokens {training['trained_tokens']} x ${price}/1M ({training['price_family']})")
+    rate = prices.hourly_rate(training["hardware"]["key"])
+    return hardware_cost(training["wall_s"], rate), f"wall time x ${rate}/h ({training['hardware']['key']})"

@@ -1,21 +1,32 @@
 """Short model names -> backend, base weights and (for fine-tuned entries) a recipe.
 
-Heavy imports (torch, transformers, peft) happen only when an entry is loaded, so listing the catalog, resolving
-options or printing errors stays instant.
+Two kinds of entry: `CatalogEntry` (transformers weights, optionally LoRA-fine-tuned here) and `OpenAIEntry` (chat
+completions over HTTP, optionally fine-tuned by an OpenAI job). Both say `backend`, `finetuned` and `price_family`.
+Heavy imports (torch, transformers, peft, openai) happen only when an entry is loaded, so listing the catalog,
+resolving options or printing errors stays instant.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from models.errors import UnknownNameError
+from models.errors import ConfigError, UnknownNameError
 from models.finetune.recipe import SMOLLM2_CPU, TINY, LoraRecipe
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"  # same as models.openai_api.OPENAI_BASE_URL, without importing it
+SEED_EPOCHS = {"spider": 3, "viggo": 2}  # the seed's GPT-3.5 jobs: SQL with the default 3 epochs, ViGGO n_epochs=2
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
+    backend: ClassVar[str] = "hf"
+    price_family: ClassVar[str | None] = None
+    """Local models are priced by wall time x the hardware's hourly rate, not by tokens."""
+
     name: str
     weights: str
     """'tiny-random', 'smollm2-135m' (embedded default), or a hub id / local folder of a causal LM."""
@@ -58,7 +69,75 @@ class CatalogEntry:
         return HFModel.with_adapter(self.name, model, tokenizer, fingerprint, adapter)
 
 
-CATALOG: dict[str, CatalogEntry] = {
+@dataclass(frozen=True)
+class OpenAIFineTune:
+    """How an OpenAI entry is fine-tuned: base snapshot, epochs and limits. Saved with every job's state."""
+
+    base: str
+    """Default base snapshot (OpenAI retires snapshots: override with the `base_env` variable)."""
+    base_env: str
+    """Environment variable that overrides `base`, e.g. FTBENCH_GPT35_BASE=gpt-3.5-turbo-1106."""
+    price_family: str
+    """Key of the price table's [openai."..."] section: training, input and output USD per 1M tokens."""
+    epochs_by_task: Mapping[str, int] = field(default_factory=lambda: dict(SEED_EPOCHS))
+    """Epochs per task (the seed's values); other tasks get OpenAI's documented auto rule, made explicit."""
+    max_tokens_per_example: int = 65_536
+    """OpenAI's training context for the model; longer examples are refused before upload (OpenAI would cut them)."""
+
+    def base_snapshot(self) -> str:
+        return os.environ.get(self.base_env) or self.base
+
+
+@dataclass(frozen=True)
+class OpenAIEntry:
+    """A chat model behind an OpenAI-style HTTP API."""
+
+    backend: ClassVar[str] = "openai"
+
+    name: str
+    description: str = ""
+    finetune: OpenAIFineTune | None = None
+    """Set for entries fine-tuned by an OpenAI job on the task's train split before evaluation."""
+    base_url: str | None = OPENAI_BASE_URL
+    """Fixed API root; None means the user's URL (--openai-base-url, else $OPENAI_BASE_URL)."""
+
+    @property
+    def finetuned(self) -> bool:
+        return self.finetune is not None
+
+    @property
+    def price_family(self) -> str | None:
+        return self.finetune.price_family if self.finetune else None
+
+    def resolve_base_url(self, override: str | None = None) -> str:
+        """The API root this entry talks to; fine-tuned entries always use OpenAI's own."""
+        if self.base_url is not None:
+            return self.base_url
+        url = override or os.environ.get("OPENAI_BASE_URL")
+        if not url:
+            raise ConfigError(f"{self.name!r} needs the server's URL: pass --openai-base-url "
+                              f"http://HOST:PORT/v1 or set OPENAI_BASE_URL.")
+        return url
+
+    def is_paid(self, base_url_override: str | None = None) -> bool:
+        """True when requests go to api.openai.com (spend money); a user's URL elsewhere is free."""
+        from models.openai_api import is_openai_url
+
+        try:
+            return is_openai_url(self.resolve_base_url(base_url_override))
+        except ConfigError:
+            return False
+
+    def resolve_model_id(self, override: str | None = None) -> str:
+        """The model id to request for a base (not fine-tuned) entry: --openai-model, else $FTBENCH_OPENAI_MODEL."""
+        model = override or os.environ.get("FTBENCH_OPENAI_MODEL")
+        if not model:
+            raise ConfigError(f"{self.name!r} needs the served model's name: pass --openai-model NAME (the id the "
+                              f"server lists at GET /v1/models) or set FTBENCH_OPENAI_MODEL.")
+        return model
+
+
+CATALOG: dict[str, CatalogEntry | OpenAIEntry] = {
     entry.name: entry
     for entry in [
         CatalogEntry("tiny-random", "tiny-random", description="2-layer random Llama, byte tokenizer: mechanics only"),
@@ -66,11 +145,24 @@ CATALOG: dict[str, CatalogEntry] = {
         CatalogEntry("smollm2-135m", "smollm2-135m", description="SmolLM2-135M-Instruct, embedded default (offline GGUF)"),
         CatalogEntry("smollm2-135m-lora", "smollm2-135m", SMOLLM2_CPU,
                      description="SmolLM2-135M-Instruct + LoRA on the task's train split (CPU recipe)"),
+        OpenAIEntry("gpt-3.5-turbo-ft", "GPT-3.5 Turbo fine-tuned by an OpenAI job (the seed's model; paid; "
+                    "base $FTBENCH_GPT35_BASE, default gpt-3.5-turbo-0125)",
+                    OpenAIFineTune("gpt-3.5-turbo-0125", "FTBENCH_GPT35_BASE", "gpt-3.5-turbo",
+                                   max_tokens_per_example=16_385)),
+        OpenAIEntry("gpt-4o-mini-ft", "GPT-4o mini fine-tuned by an OpenAI job (paid; base $FTBENCH_GPT4O_MINI_BASE, "
+                    "default gpt-4o-mini-2024-07-18)",
+                    OpenAIFineTune("gpt-4o-mini-2024-07-18", "FTBENCH_GPT4O_MINI_BASE", "gpt-4o-mini")),
+        OpenAIEntry("gpt-4.1-nano-ft", "GPT-4.1 nano fine-tuned by an OpenAI job (paid; base "
+                    "$FTBENCH_GPT41_NANO_BASE, default gpt-4.1-nano-2025-04-14)",
+                    OpenAIFineTune("gpt-4.1-nano-2025-04-14", "FTBENCH_GPT41_NANO_BASE", "gpt-4.1-nano")),
+        OpenAIEntry("openai-compatible", "any OpenAI-compatible server (vLLM, transformers serve): "
+                    "--openai-base-url / $OPENAI_BASE_URL and --openai-model; paid only at api.openai.com",
+                    base_url=None),
     ]
 }
 
 
-def get(name: str) -> CatalogEntry:
+def get(name: str) -> CatalogEntry | OpenAIEntry:
     """A catalog entry by name; an unknown name fails with the known names and the closest match."""
     if name not in CATALOG:
         raise UnknownNameError("model", name, CATALOG)

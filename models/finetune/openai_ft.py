@@ -1,0 +1,491 @@
+"""OpenAI fine-tuning jobs, top to bottom: plan (offline) -> guard -> upload -> create (persisted) -> poll -> result.
+
+`plan_finetune` needs no network and no key: it builds the JSONL files, validates them, counts their tokens with
+OpenAI's own encoding, prices the job and looks for a job this exact configuration already started. `run_finetune`
+then refuses (BudgetError) before any call unless paid work is allowed and the estimate fits the budget, uploads,
+creates the job and writes its id to a state file at once, and polls it while showing its events.
+
+No double spend: the state file is keyed by the content hash of base model + hyperparameters + training and
+validation files. A rerun after a crash or Ctrl-C reattaches to the persisted job; a succeeded job's model is reused
+without any call; a job whose create request went out but whose id never got saved is found again by the
+`ftbench_key` metadata it was created with. (OpenAI has no idempotency keys, so a create retried by the client
+after a 5xx could still, rarely, start a second job: the metadata makes such a twin easy to find and cancel.)
+
+The caller passes the rows in (models/ never imports benchmarks/): `{"messages": [..., assistant answer]}` each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from models.errors import BackendError, BudgetError, DataError
+from models.pricing import PriceTable, token_cost
+
+STATE_VERSION = 1  # bump when the state file or the job key changes meaning
+MIN_TRAINING_EXAMPLES = 10  # OpenAI refuses smaller training files
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MESSAGE_KEYS = {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+METADATA_KEY = "ftbench_key"
+DEFAULT_HOLDOUT = 0.05
+
+
+# --- data: split, serialize, validate, count ------------------------------------------------------------------------
+
+
+def holdout_split(rows: Sequence[dict[str, Any]], fraction: float = DEFAULT_HOLDOUT
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, validation): a row goes to validation when a stable hash of its content falls in `fraction`.
+
+    For tasks whose only other split is the eval split (Spider): the seed validated on its eval split, which lets
+    the test set steer training; hashing the row (not its position) keeps the choice stable when rows are added.
+
+    >>> rows = [{"messages": [{"role": "user", "content": str(i)}]} for i in range(1000)]
+    >>> train, validation = holdout_split(rows)
+    >>> len(train) + len(validation), 30 < len(validation) < 70, holdout_split(rows) == (train, validation)
+    (1000, True, True)
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
+    train, validation = [], []
+    for row in rows:
+        bucket = int(hashlib.sha256(_jsonl_line(row).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (validation if bucket < fraction else train).append(row)
+    return train, validation
+
+
+def _jsonl_line(row: dict[str, Any]) -> str:
+    return json.dumps(row)  # ASCII escapes, as the seed's files: ftbench's ViGGO file is byte-identical to the seed's
+
+
+def jsonl_bytes(rows: Sequence[dict[str, Any]]) -> bytes:
+    """The file that is uploaded: one JSON object per line, in the given order."""
+    return "".join(_jsonl_line(row) + "\n" for row in rows).encode("utf-8")
+
+
+def row_problems(row: Any) -> list[str]:
+    """What is wrong with one chat fine-tuning row (empty when nothing is).
+
+    >>> row_problems({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
+    []
+    >>> row_problems({"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": ""}]})
+    ["message 1: role 'bot' is not one of ['assistant', 'developer', 'function', 'system', 'tool', 'user']", 'message 1: empty content', 'the last message must be the assistant answer']
+    """
+    messages = row.get("messages") if isinstance(row, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return ["no 'messages' list"]
+    problems = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            problems.append(f"message {i}: not an object")
+            continue
+        unknown = sorted(set(message) - MESSAGE_KEYS)
+        if unknown:
+            problems.append(f"message {i}: unknown keys {unknown}")
+        if message.get("role") not in ROLES:
+            problems.append(f"message {i}: role {message.get('role')!r} is not one of {sorted(ROLES)}")
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            problems.append(f"message {i}: empty content")
+    if not isinstance(messages[-1], dict) or messages[-1].get("role") != "assistant":
+        problems.append("the last message must be the assistant answer")
+    return problems
+
+
+def validate_rows(rows: Sequence[dict[str, Any]], *, encoding: str, max_tokens_per_example: int, what: str,
+                  min_examples: int = 1) -> list[int]:
+    """Check every row as OpenAI would, before anything is uploaded; return each row's token count.
+
+    Raises DataError naming the first problems (row index and what to fix).
+    """
+    from models.tokens import chat_tokens
+
+    problems, counts = [], []
+    if len(rows) < min_examples:
+        problems.append(f"{len(rows)} examples; OpenAI needs at least {min_examples}")
+    for index, row in enumerate(rows):
+        found = row_problems(row)
+        count = chat_tokens(row["messages"], encoding) if not found else 0
+        if count > max_tokens_per_example:
+            found.append(f"{count} tokens, over the model's {max_tokens_per_example} per example (OpenAI would cut it)")
+        problems += [f"row {index}: {p}" for p in found]
+        counts.append(count)
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise DataError(f"the {what} file for OpenAI fine-tuning is not valid: {shown}. Fix the task's rows "
+                        f"(each needs non-empty system/user turns and the assistant answer last).")
+    return counts
+
+
+def default_epochs(n_examples: int) -> int:
+    """OpenAI's documented `n_epochs="auto"` rule: aim at 3 epochs, at least 100 and at most 25,000 examples seen.
+
+    >>> default_epochs(3961), default_epochs(20), default_epochs(10_000), default_epochs(1)
+    (3, 5, 2, 25)
+    """
+    target, min_seen, max_seen, min_epochs, max_epochs = 3, 100, 25_000, 1, 25
+    if n_examples * target < min_seen:
+        return min(max_epochs, min_seen // n_examples)
+    if n_examples * target > max_seen:
+        return max(min_epochs, max_seen // n_examples)
+    return target
+
+
+# --- the job's configuration and its estimate -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything sent with the job besides the files; hashed into the job key and saved in its state file."""
+
+    base_model: str
+    """The snapshot to fine-tune, e.g. 'gpt-3.5-turbo-0125'."""
+    epochs: int
+    """n_epochs, always explicit so that the estimate and the job agree."""
+    price_family: str
+    """Key of the price table's [openai.*] section."""
+    max_tokens_per_example: int = 65_536
+    """The model's training context; longer examples are refused before upload."""
+    suffix: str | None = None
+    """Up to 64 characters added to the fine-tuned model's name."""
+    seed: int = 0
+    """OpenAI's job seed, for reproducibility."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def encoding(self) -> str:
+        from models.tokens import encoding_for
+
+        return encoding_for(self.base_model)
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """What a job should cost, from exact token counts of the files (OpenAI bills training tokens x epochs)."""
+
+    base_model: str
+    encoding: str
+    examples: int
+    validation_examples: int
+    tokens_per_epoch: int
+    """Billed tokens of the training file (validation tokens are not billed)."""
+    max_example_tokens: int
+    epochs: int
+    usd_per_million: float
+    """Training price per 1M tokens, from the price table."""
+    prices_date: str
+
+    @property
+    def trained_tokens(self) -> int:
+        return self.tokens_per_epoch * self.epochs
+
+    @property
+    def usd(self) -> float:
+        return token_cost(self.trained_tokens, self.usd_per_million)
+
+    def describe(self) -> str:
+        return (f"OpenAI fine-tuning estimate for {self.base_model} ({self.encoding}): {self.examples:,} training "
+                f"examples ({self.validation_examples:,} validation), {self.tokens_per_epoch:,} tokens per epoch "
+                f"(largest example {self.max_example_tokens:,}) x {self.epochs} epochs = {self.trained_tokens:,} "
+                f"trained tokens x ${self.usd_per_million:.2f}/1M = ${self.usd:.2f} (prices of {self.prices_date})")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"trained_tokens": self.trained_tokens, "usd": self.usd}
+
+
+def estimate_training(train_rows: Sequence[dict[str, Any]], validation_rows: Sequence[dict[str, Any]],
+                      spec: JobSpec, prices: PriceTable) -> TrainingEstimate:
+    """Validate both files and price the job. Offline: no key, no call."""
+    train_counts = validate_rows(train_rows, encoding=spec.encoding, max_tokens_per_example=spec.max_tokens_per_example,
+                                 what="training", min_examples=MIN_TRAINING_EXAMPLES)
+    validate_rows(validation_rows, encoding=spec.encoding, max_tokens_per_example=spec.max_tokens_per_example,
+                  what="validation", min_examples=0)
+    return TrainingEstimate(
+        base_model=spec.base_model, encoding=spec.encoding, examples=len(train_rows),
+        validation_examples=len(validation_rows), tokens_per_epoch=sum(train_counts),
+        max_example_tokens=max(train_counts), epochs=spec.epochs,
+        usd_per_million=prices.token_prices(spec.price_family)["training"], prices_date=prices.date,
+    )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The cost guard: paid work needs an explicit opt-in and an estimate within the cap."""
+
+    allow_paid: bool = False
+    """pytest --run-paid, or an explicit --yes on the command line."""
+    max_cost_usd: float = 5.0
+    """Refuse when the estimate is above this (pytest/CLI --max-cost)."""
+
+    def check(self, usd: float, what: str) -> None:
+        """Raise BudgetError (before any paid call) unless `what`, estimated at `usd`, may run."""
+        if not self.allow_paid:
+            raise BudgetError(f"refusing paid work without an explicit opt-in: {what} (estimate ${usd:.2f}). "
+                              f"Pass --run-paid (pytest) or --yes (ftbench) to spend it.")
+        if usd > self.max_cost_usd:
+            raise BudgetError(f"refusing paid work: {what} is estimated at ${usd:.2f}, over --max-cost "
+                              f"${self.max_cost_usd:.2f}. Raise --max-cost to at least {usd:.2f} to run it.")
+
+
+# --- state: one JSON file per job key, written atomically ----------------------------------------------------------
+
+
+def jobs_dir() -> Path:
+    """Where job states live: $FTBENCH_OPENAI_JOBS, else <ftbench cache>/openai_jobs."""
+    from models.weights import cache_root
+
+    return Path(os.environ.get("FTBENCH_OPENAI_JOBS") or cache_root() / "openai_jobs")
+
+
+def job_key(spec: JobSpec, train_file: bytes, validation_file: bytes) -> str:
+    """sha256 over base model + hyperparameters + both files' contents."""
+    parts = {"version": STATE_VERSION, "spec": spec.to_json(), "train": hashlib.sha256(train_file).hexdigest(),
+             "validation": hashlib.sha256(validation_file).hexdigest()}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The persisted state, or {} when there is none. A corrupt file is an error: it may hold a paid job's id."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise BackendError(f"cannot read the fine-tuning state {path}: {err}. It may name a running job: fix the "
+                           f"file, or delete it if you are sure no job is running for it.") from err
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=2)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+# --- plan (offline) and run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FineTunePlan:
+    """A validated, priced job and what an earlier run left of it; building it sends nothing."""
+
+    spec: JobSpec
+    train_file: bytes = field(repr=False)
+    validation_file: bytes = field(repr=False)
+    estimate: TrainingEstimate
+    key: str
+    state_path: Path
+    state: dict[str, Any]
+    """The persisted state ({} for a new job)."""
+
+    @property
+    def finished_model(self) -> str | None:
+        """The fine-tuned model of a persisted, succeeded job: reusable with no call at all."""
+        return self.state.get("fine_tuned_model") if self.state.get("status") == "succeeded" else None
+
+    @property
+    def new_spend_usd(self) -> float:
+        """What running this plan may still spend: nothing once a job exists (it is paid or being paid)."""
+        return 0.0 if self.state.get("job_id") else self.estimate.usd
+
+
+def plan_finetune(train_rows: Sequence[dict[str, Any]], validation_rows: Sequence[dict[str, Any]], spec: JobSpec,
+                  prices: PriceTable, *, state_dir: Path | None = None) -> FineTunePlan:
+    estimate = estimate_training(train_rows, validation_rows, spec, prices)
+    train_file, validation_file = jsonl_bytes(train_rows), jsonl_bytes(validation_rows)
+    key = job_key(spec, train_file, validation_file)
+    state_path = (state_dir or jobs_dir()) / f"{key[:24]}.json"
+    return FineTunePlan(spec, train_file, validation_file, estimate, key, state_path, read_state(state_path))
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    """A finished job: the model to evaluate, and what training measured (the record's `training`)."""
+
+    model_id: str
+    """The fine-tuned model's id, 'ft:<base>:<org>:<suffix>:<id>'."""
+    job_id: str
+    trained_tokens: int
+    """Billed tokens as OpenAI reports them."""
+    cost_usd: float
+    """trained_tokens x the training price."""
+    reused: bool
+    """True when an earlier run's job was reused or reattached to."""
+    info: dict[str, Any]
+
+
+def run_finetune(plan: FineTunePlan, make_client: Callable[[], Any], budget: Budget, *, poll_interval_s: float = 20.0,
+                 progress: bool = True, log: Callable[[str], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> FineTuneResult:
+    """The fine-tuned model for `plan`: reused, reattached to, or trained now. Guarded before any paid call."""
+    from models.openai_api import describe_error, redact, require_openai
+
+    say = log or _tqdm_write
+    if plan.finished_model:
+        return _result_from_state(plan)
+    say(plan.estimate.describe())
+    if not plan.state.get("job_id"):
+        budget.check(plan.estimate.usd, f"fine-tuning {plan.spec.base_model} for {plan.spec.epochs} epochs")
+    openai = require_openai()
+    client = make_client()
+    failure = None
+    try:
+        job, reattached = _attach_or_create(client, plan, say)
+        job, last_event = _poll(client, job, plan, say, poll_interval_s=poll_interval_s, progress=progress,
+                                sleep=sleep)
+    except openai.APIError as err:  # after the client's own retries
+        failure = redact(f"OpenAI fine-tuning call failed: {describe_error(err)}. State so far: {plan.state_path}; "
+                         f"rerun to resume without starting a second job.")
+    if failure:  # raised outside the except block: the error carries no link to the unredacted original
+        raise BackendError(failure)
+    return _finish(job, plan, reattached, last_event)
+
+
+def _attach_or_create(client, plan: FineTunePlan, say: Callable[[str], None]) -> tuple[Any, bool]:
+    state = dict(plan.state)
+    if state.get("job_id"):
+        say(f"reattaching to fine-tuning job {state['job_id']} (state {plan.state_path})")
+        return client.fine_tuning.jobs.retrieve(state["job_id"]), True
+    if state.get("training_file"):  # files went up before a crash: the create may have reached OpenAI
+        orphan = _find_job_by_key(client, plan.key)
+        if orphan is not None:
+            say(f"found fine-tuning job {orphan.id}, created by an earlier run that stopped before saving it")
+            _save(plan, state | {"job_id": orphan.id, "status": orphan.status})
+            return orphan, True
+    state = state or {"version": STATE_VERSION, "key": plan.key, "spec": plan.spec.to_json(),
+                      "estimate": plan.estimate.to_json()}
+    for name, content in (("training_file", plan.train_file), ("validation_file", plan.validation_file)):
+        if not state.get(name) and content:
+            state[name] = client.files.create(file=(f"ftbench-{plan.key[:12]}-{name}.jsonl", content),
+                                              purpose="fine-tune").id
+            _save(plan, state | {"status": "uploaded"})
+    optional = {"validation_file": state.get("validation_file"), "suffix": plan.spec.suffix}
+    job = client.fine_tuning.jobs.create(
+        model=plan.spec.base_model, training_file=state["training_file"], seed=plan.spec.seed,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": plan.spec.epochs}}},
+        metadata={METADATA_KEY: plan.key[:64]}, **{k: v for k, v in optional.items() if v},
+    )
+    _save(plan, state | {"job_id": job.id, "status": job.status})  # at once: a crash from here on reattaches
+    say(f"created fine-tuning job {job.id} (state {plan.state_path})")
+    return job, False
+
+
+def _find_job_by_key(client, key: str):
+    page = client.fine_tuning.jobs.list(metadata={METADATA_KEY: key[:64]}, limit=10)
+    jobs = [job for job in page.data if (job.metadata or {}).get(METADATA_KEY) == key[:64]]
+    live = [job for job in jobs if job.status not in ("failed", "cancelled")]
+    return (live or jobs or [None])[0]
+
+
+def _poll(client, job, plan: FineTunePlan, say: Callable[[str], None], *, poll_interval_s: float, progress: bool,
+          sleep: Callable[[float], None]):
+    from tqdm.auto import tqdm
+
+    """Follow the job to a terminal status; return it with its latest event message."""
+    seen: set[str] = set()
+    last_event = None
+    saved_status = read_state(plan.state_path).get("status")
+    bar = tqdm(desc=f"{job.id}: {job.status}", unit="step", disable=not progress)
+    try:
+        while True:
+            last_event = _show_new_events(client, job.id, seen, bar, say) or last_event
+            bar.set_description(f"{job.id}: {job.status}")
+            if job.status in TERMINAL:
+                return job, last_event
+            if job.status != saved_status:
+                _save(plan, read_state(plan.state_path) | {"status": job.status})
+                saved_status = job.status
+            sleep(poll_interval_s)
+            job = client.fine_tuning.jobs.retrieve(job.id)
+    except KeyboardInterrupt:
+        say(f"interrupted: job {job.id} keeps running at OpenAI. Rerun to reattach (state {plan.state_path}), or "
+            f"cancel it in the dashboard or with client.fine_tuning.jobs.cancel({job.id!r}).")
+        raise
+    finally:
+        bar.close()
+
+
+def _show_new_events(client, job_id: str, seen: set[str], bar, say: Callable[[str], None]) -> str | None:
+    """Print events not shown yet, oldest first (metrics events move the step bar instead); return the newest
+    message."""
+    page = client.fine_tuning.jobs.list_events(job_id, limit=50)
+    newest = next((e.message for e in page.data if e.type != "metrics"), None)
+    for event in reversed(page.data):  # the API lists newest first
+        if event.id in seen:
+            continue
+        seen.add(event.id)
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "metrics" and "step" in data:
+            bar.total = data.get("total_steps") or bar.total
+            bar.n = data["step"]
+            bar.set_postfix(loss=data.get("train_loss"))
+            bar.refresh()
+        else:
+            say(f"[{event.level}] {event.message}")
+    return newest
+
+
+def _finish(job, plan: FineTunePlan, reattached: bool, last_event: str | None = None) -> FineTuneResult:
+    state = read_state(plan.state_path) | {"job_id": job.id, "status": job.status}
+    if job.status != "succeeded":
+        _save(plan, state)
+        error = getattr(job, "error", None)
+        if error and getattr(error, "message", None):
+            reason = f"{error.message} (code {error.code}" + (f", param {error.param})" if error.param else ")")
+        else:
+            reason = f"no error given; last event: {last_event!r}" if last_event else "OpenAI gave no reason"
+        raise BackendError(f"fine-tuning job {job.id} {job.status}: {reason}. Its state stays in {plan.state_path} "
+                           f"so reruns do not start a new paid job; fix the cause, then delete that file to retry.")
+    trained = job.trained_tokens if job.trained_tokens is not None else plan.estimate.trained_tokens
+    state |= {"fine_tuned_model": job.fine_tuned_model, "trained_tokens": trained,
+              "trained_tokens_source": "job" if job.trained_tokens is not None else "estimate",
+              "created_at": job.created_at, "finished_at": job.finished_at}
+    _save(plan, state)
+    return _result_from_state(replace(plan, state=state), reused=reattached)
+
+
+def _result_from_state(plan: FineTunePlan, reused: bool = True) -> FineTuneResult:
+    state = plan.state
+    trained = int(state["trained_tokens"])
+    cost = token_cost(trained, plan.estimate.usd_per_million)
+    started, finished = state.get("created_at"), state.get("finished_at")
+    info = {
+        "provider": "openai", "job_id": state["job_id"], "base_model": plan.spec.base_model,
+        "fine_tuned_model": state["fine_tuned_model"], "trained_tokens": trained,
+        "trained_tokens_source": state.get("trained_tokens_source", "job"), "epochs": plan.spec.epochs,
+        "price_family": plan.spec.price_family, "cost_usd": cost, "estimate": plan.estimate.to_json(),
+        "spec": plan.spec.to_json(), "key": plan.key, "training_file": state.get("training_file"),
+        "validation_file": state.get("validation_file"),
+        "wall_s": float(finished - started) if started and finished else None,
+        "hardware": {"key": "openai", "description": "OpenAI fine-tuning service"},
+    }
+    return FineTuneResult(state["fine_tuned_model"], state["job_id"], trained, cost, reused, info)
+
+
+def _save(plan: FineTunePlan, state: Mapping[str, Any]) -> None:
+    write_state(plan.state_path, dict(state) | {"updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def _tqdm_write(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message)

@@ -1,0 +1,141 @@
+"""The prediction cache: hits skip the model, misses go through in one batch, errors and corrupt entries never stick."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models.base import Completion, GenerationConfig, Message, Model, Prompt, Usage
+from models.prediction_cache import CachedModel, PredictionCache
+
+
+class EchoModel:
+    """A real, tiny Model: answers each prompt with its upper-cased text; counts what it was asked."""
+
+    name = "echo"
+
+    def __init__(self, fingerprint=None, fail_on: set[str] = frozenset(), backend_version: str = "echo/1"):
+        self._fingerprint = fingerprint or {"base": "echo", "adapter": None}
+        self.fail_on, self.backend_version = fail_on, backend_version
+        self.calls: list[list[str]] = []
+
+    def fingerprint(self):
+        return dict(self._fingerprint)
+
+    def generate(self, prompts, config):
+        self.calls.append([p.text for p in prompts])
+        return [Completion("", finish_reason="error", error="boom") if p.text in self.fail_on
+                else Completion(p.text.upper(), Usage(len(p.text), 1), latency_s=0.25) for p in prompts]
+
+
+PROMPTS = [Prompt(t, (Message("user", t),)) for t in ["a", "bb", "ccc"]]
+CONFIG = GenerationConfig(max_new_tokens=5)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return PredictionCache(tmp_path / "predictions")
+
+
+def test_is_a_model_and_keeps_identity(cache):
+    wrapped = CachedModel(EchoModel(), cache)
+    assert isinstance(wrapped, Model)
+    assert wrapped.name == "echo" and wrapped.fingerprint() == {"base": "echo", "adapter": None}
+
+
+def test_rerun_answers_from_cache_with_original_latency_and_usage(cache):
+    model = EchoModel()
+    first = CachedModel(model, cache).generate(PROMPTS, CONFIG)
+    again = CachedModel(model, cache).generate(PROMPTS, CONFIG)
+    assert model.calls == [["a", "bb", "ccc"]]
+    assert [c.text for c in again] == [c.text for c in first] == ["A", "BB", "CCC"]
+    assert all(c.cached for c in again) and not any(c.cached for c in first)
+    assert [(c.usage, c.latency_s) for c in again] == [(c.usage, c.latency_s) for c in first]
+
+
+def test_only_misses_are_sent_in_order(cache):
+    model = EchoModel()
+    wrapped = CachedModel(model, cache)
+    wrapped.generate(PROMPTS[1:2], CONFIG)
+    out = wrapped.generate(PROMPTS, CONFIG)
+    assert model.calls[-1] == ["a", "ccc"] and wrapped.last_misses == 2
+    assert [c.text for c in out] == ["A", "BB", "CCC"] and [c.cached for c in out] == [False, True, False]
+    assert wrapped.misses(PROMPTS, CONFIG) == []
+
+
+def test_misses_are_stored_chunk_by_chunk(cache):
+    class Interrupted(EchoModel):
+        def generate(self, prompts, config):
+            if len(self.calls) == 1:
+                raise KeyboardInterrupt
+            return super().generate(prompts, config)
+
+    model = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        CachedModel(model, cache, save_every=2).generate(PROMPTS, CONFIG)
+    assert model.calls == [["a", "bb"]] and CachedModel(EchoModel(), cache).misses(PROMPTS, CONFIG) == [2]
+
+
+def test_errors_are_never_cached(cache):
+    model = EchoModel(fail_on={"bb"})
+    out = CachedModel(model, cache).generate(PROMPTS, CONFIG)
+    assert out[1].finish_reason == "error"
+    assert CachedModel(model, cache).misses(PROMPTS, CONFIG) == [1]
+    healthy = EchoModel()  # same identity, so the same keys: the rerun asks again for the failed item only
+    assert [c.text for c in CachedModel(healthy, cache).generate(PROMPTS, CONFIG)] == ["A", "BB", "CCC"]
+    assert healthy.calls == [["bb"]]
+
+
+@pytest.mark.parametrize("change", ["fingerprint", "endpoint", "prompt_text", "messages", "params", "backend"])
+def test_key_covers_everything_that_decides_an_answer(cache, change):
+    base = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:1/v1"})
+    prompt = Prompt("q", (Message("system", "s"), Message("user", "q")))
+    key = cache.key(base, prompt, CONFIG)
+    model, other_prompt, config = base, prompt, CONFIG
+    if change == "fingerprint":
+        model = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:1/v1", "adapter": "x"})
+    elif change == "endpoint":
+        model = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:2/v1"})
+    elif change == "prompt_text":
+        other_prompt = Prompt("q2", prompt.messages)
+    elif change == "messages":
+        other_prompt = Prompt("q", (Message("system", "t"), Message("user", "q")))
+    elif change == "params":
+        config = GenerationConfig(max_new_tokens=5, stop=(";",))
+    else:
+        model = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:1/v1"}, backend_version="echo/2")
+    assert cache.key(model, other_prompt, config) != key
+
+
+def test_backend_may_declare_knobs_that_cannot_change_answers(cache):
+    local, api = EchoModel(), EchoModel()
+    api.cache_ignores = ("batch_size",)
+    small, large = GenerationConfig(batch_size=1), GenerationConfig(batch_size=64)
+    assert cache.key(api, PROMPTS[0], small) == cache.key(api, PROMPTS[0], large)
+    assert cache.key(local, PROMPTS[0], small) != cache.key(local, PROMPTS[0], large)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not json", "wrong key", "wrong types", "empty"])
+def test_corrupt_entry_is_a_miss_and_is_rewritten(cache, damage):
+    model = EchoModel()
+    CachedModel(model, cache).generate(PROMPTS[:1], CONFIG)
+    key = cache.key(model, PROMPTS[0], CONFIG)
+    path = cache.path(model, key)
+    good = path.read_text()
+    path.write_text({"truncated": good[: len(good) // 2], "not json": "\x00garbage", "empty": "",
+                     "wrong key": good.replace(key, "0" * 64),
+                     "wrong types": json.dumps(json.loads(good) | {"usage": "many"})}[damage])
+    out = CachedModel(model, cache).generate(PROMPTS[:1], CONFIG)
+    assert len(model.calls) == 2 and out[0].text == "A" and not out[0].cached
+    assert cache.get(model, key) is not None  # rewritten whole
+
+
+def test_layout_and_no_temp_files_left(cache):
+    model = EchoModel()
+    CachedModel(model, cache).generate(PROMPTS, CONFIG)
+    files = sorted(p for p in cache.root.rglob("*") if p.is_file())
+    assert len(files) == 3 and not [p for p in files if p.name.startswith(".tmp-")]
+    for path in files:
+        assert path.parent.parent == cache.model_dir(model) and path.parent.name == path.stem[:2]
+        assert json.loads(path.read_text())["key"] == path.stem
