@@ -65,6 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="prompts decoded together by local models (default: 8)")
     group.addoption("--max-new-tokens", type=_positive_int, default=100, metavar="N",
                     help="generation limit per item (default: 100, as the seed)")
+    group.addoption("--recipe", type=Path, default=None, metavar="FILE",
+                    help="JSON of LoRA recipe fields overriding every LoRA entry's recipe (as ftbench finetune --recipe)")
     group.addoption("--thresholds", type=Path, default=None, metavar="FILE",
                     help="accuracy thresholds TOML (default: fixtures/thresholds.toml)")
     group.addoption("--baseline", type=Path, default=None, metavar="FILE",
@@ -96,8 +98,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from models.errors import ConfigError
 
     for name in config.getoption("models"):
-        if name not in catalog.CATALOG:
-            raise pytest.UsageError(str(catalog.UnknownNameError("model", name, catalog.CATALOG)))
+        try:
+            catalog.get(name)
+        except ConfigError as err:
+            raise pytest.UsageError(str(err)) from err
     try:
         from benchmarks.data import resolve_data
 
@@ -124,7 +128,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"ftbench: models={','.join(opt('models'))} tasks={','.join(tasks)} data={opt('data')} "
         f"limit={opt('limit') or 'all'} batch_size={opt('batch_size')} max_new_tokens={opt('max_new_tokens')}",
-        f"ftbench: prices={opt('prices') or 'default'} baseline={opt('baseline') or 'none'} "
+        f"ftbench: prices={opt('prices') or 'default'} recipe={opt('recipe') or 'catalog'} "
+        f"baseline={opt('baseline') or 'none'} "
         f"opt-ins={','.join(opt_ins) or 'none'}",
         f"ftbench: max_cost=${opt('max_cost'):.2f} prediction_cache={'off' if opt('no_prediction_cache') else 'on'} "
         f"openai_base_url={opt('openai_base_url') or os.environ.get('OPENAI_BASE_URL') or 'none'} "

@@ -21,6 +21,7 @@ from models.errors import FtbenchError
 
 # Subcommands in their own modules, imported only when used: each has add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
+    "finetune": ("benchmarks.finetune_cli", "train (or reuse) a fine-tuned entry's LoRA adapter or OpenAI job for a task"),
     "score-sql": ("benchmarks.score_sql", "score SQL predictions (official Spider file formats)"),
     "diff": ("benchmarks.diff", "compare two pytest-benchmark JSON runs and gate on regressions"),
     "report": ("benchmarks.report", "Markdown table and PNG plots of benchmark runs"),
@@ -46,14 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the model catalog")
     models.set_defaults(handler=_list_models)
 
-    finetune = commands.add_parser("finetune", help="train (or reuse) a catalog entry's LoRA adapter for a task",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    finetune.add_argument("--task", required=True, help="spider, viggo, or jsonl (with --jsonl)")
-    finetune.add_argument("--model", required=True, help="a fine-tuned catalog entry, e.g. smollm2-135m-lora")
-    finetune.add_argument("--data", default="fixtures", help="fixtures, hub, or a directory in the seed's layout")
-    finetune.add_argument("--jsonl", default=None, help="folder with train.jsonl and eval.jsonl (task jsonl)")
-    finetune.set_defaults(handler=_finetune)
-
     for name, (module, help_text) in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         sub.set_defaults(handler=_lazy(module), module=module)
@@ -70,33 +63,13 @@ def _lazy(module: str):
 
 
 def _list_models(args: argparse.Namespace) -> int:
-    from models.catalog import CATALOG
+    from models.catalog import CATALOG, PATTERNS
 
     width = max(map(len, CATALOG))
     for entry in CATALOG.values():
         print(f"{entry.name:<{width}}  {entry.description}")
-    return 0
-
-
-def _finetune(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from benchmarks.data import resolve_data
-    from benchmarks.runner import Settings, prepare_model
-    from benchmarks.tasks import get_task
-    from models import catalog
-    from models.errors import ConfigError
-    from models.pricing import load_prices
-
-    entry = catalog.get(args.model)
-    if not entry.finetuned:
-        tuned = [name for name, e in catalog.CATALOG.items() if e.finetuned]
-        raise ConfigError(f"{args.model!r} is not a fine-tuned entry; choose one of {tuned}.")
-    task = get_task(args.task, jsonl_folder=Path(args.jsonl) if args.jsonl else None)
-    settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices())
-    prepared = prepare_model(entry, task, settings)
-    info = {k: v for k, v in (prepared.training or {}).items() if k != "loss_curve"}
-    print(json.dumps(info, indent=2))
+    for description in PATTERNS.values():
+        print(description)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.data import resolve_data
-from benchmarks.runner import OpenAISettings, PreparedModel, Settings, prepare_model
+from benchmarks.runner import OpenAISettings, PreparedModel, Settings, TrainSettings, prepare_model
 from benchmarks.tasks import Task, get_task
 from models import catalog
 from models.pricing import load_prices
@@ -19,18 +19,21 @@ def _tasks(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per task x model, with plain ids such as 'spider-smollm2-135m-lora' (stable for diffs).
 
-    Pairs whose model calls a paid API carry the `paid` marker: without --run-paid they are skipped whole.
+    Pairs whose model calls a paid API carry the `paid` marker, and pairs that need CUDA (8-bit/4-bit loading) the
+    `gpu` marker: without --run-paid / --run-gpu they are skipped whole, never half-run.
     """
     if "pair" in metafunc.fixturenames:
         config = metafunc.config
-        params = [pytest.param((t, m), id=f"{t}-{m}", marks=[pytest.mark.paid] if _paid(m, config) else [])
+        params = [pytest.param((t, m), id=f"{t}-{m}", marks=_marks(m, config))
                   for t in _tasks(config) for m in config.getoption("models")]
         metafunc.parametrize("pair", params)
 
 
-def _paid(model_name: str, config: pytest.Config) -> bool:
+def _marks(model_name: str, config: pytest.Config) -> list[pytest.MarkDecorator]:
     entry = catalog.get(model_name)
-    return entry.backend == "openai" and entry.is_paid(config.getoption("openai_base_url"))
+    if entry.backend == "openai":
+        return [pytest.mark.paid] if entry.is_paid(config.getoption("openai_base_url")) else []
+    return [pytest.mark.gpu] if entry.requires_gpu else []
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +44,8 @@ def settings(pytestconfig: pytest.Config) -> Settings:
     return Settings(data=resolve_data(opt("data")), limit=opt("limit"), prices=load_prices(opt("prices")),
                     batch_size=opt("batch_size"), max_new_tokens=opt("max_new_tokens"),
                     allow_paid=opt("run_paid"), max_cost_usd=opt("max_cost"),
-                    prediction_cache=not opt("no_prediction_cache"), openai=openai)
+                    prediction_cache=not opt("no_prediction_cache"), openai=openai,
+                    train=TrainSettings(recipe_file=str(opt("recipe")) if opt("recipe") else None))
 
 
 @pytest.fixture(scope="session")

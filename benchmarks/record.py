@@ -58,10 +58,15 @@ def summarize_metric(values: Sequence[bool | float | None]) -> dict[str, Any]:
     return {"value": mean, "n": n, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
 
 
-def latency_summary(completions: Sequence[Completion], total_s: float) -> dict[str, float]:
-    per_item = [c.latency_s for c in completions]
+def latency_summary(completions: Sequence[Completion], total_s: float) -> dict[str, Any]:
+    """Per-item latency percentiles of the items generated in this run; when every item came from the prediction
+    cache, of the timings stored with them, labelled so. `total` is this run's wall time either way."""
+    generated = [c.latency_s for c in completions if not c.cached]
+    per_item = generated or [c.latency_s for c in completions]
+    source = "generated" if generated or not completions else "stored timings of cached items"
     return {"p50": percentile(per_item, 50), "p95": percentile(per_item, 95),
-            "mean": sum(per_item) / len(per_item) if per_item else math.nan, "total": total_s}
+            "mean": sum(per_item) / len(per_item) if per_item else math.nan, "total": total_s,
+            "source": source, "generated_items": len(generated), "cached_items": len(completions) - len(generated)}
 
 
 def machine_info(hardware_description: str, hardware_key: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ pytest's benchmark test and the `ftbench` command share these functions, so both
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 
 from benchmarks import record as rec
 from benchmarks.data import DataSource, fingerprint_rows
-from benchmarks.tasks import Example, Score, Task, chat_rows, training_pairs
+from benchmarks.tasks import Example, Score, Task, chat_rows, training_pairs, training_split
 from models.base import Completion, GenerationConfig, Model
 from models.catalog import CatalogEntry, OpenAIEntry
 from models.pricing import PriceTable, detect_hardware, hardware_cost, token_cost
@@ -37,6 +38,18 @@ class OpenAISettings:
 
 
 @dataclass(frozen=True)
+class TrainSettings:
+    """How LoRA fine-tuning runs (none of it changes the adapter)."""
+
+    checkpoint_every: int = 20
+    """Resumable checkpoint every N optimizer steps (0: never)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, more compute."""
+    recipe_file: str | None = None
+    """JSON of recipe fields overriding every LoRA entry's recipe (pytest --recipe)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Resolved options shared by every benchmark of a run."""
 
@@ -55,6 +68,7 @@ class Settings:
     prediction_cache: bool = True
     """Answer repeated API requests from the prediction cache (--no-prediction-cache turns it off)."""
     openai: OpenAISettings = field(default_factory=OpenAISettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
 
 @dataclass(frozen=True)
@@ -70,23 +84,33 @@ def prepare_model(entry: CatalogEntry | OpenAIEntry, task: Task, settings: Setti
     if entry.backend == "openai":
         return prepare_openai(entry, task, settings)
     if not entry.finetuned:
-        return PreparedModel(entry.load(), None)
+        return PreparedModel(_with_prediction_cache(entry.load(), settings), None)
     from models.finetune.lora import RunOptions, finetune  # torch: only for entries trained here
 
-    train = task.examples(settings.data, task.train_split)
-    adapter = finetune(entry.load_base, entry.base_fingerprint(), training_pairs(task, train), entry.recipe,
-                       options=RunOptions(progress=settings.progress))
+    if settings.train.recipe_file:
+        entry = dataclasses.replace(entry, recipe=type(entry.recipe).from_file(settings.train.recipe_file, entry.recipe))
+    split = training_split(task, settings.data)
+    adapter = finetune(entry.load_base, entry.base_fingerprint(), training_pairs(task, split.train), entry.recipe,
+                       validation=training_pairs(task, split.validation), module_names=entry.module_names(),
+                       options=RunOptions(checkpoint_every=settings.train.checkpoint_every, progress=settings.progress,
+                                          gradient_checkpointing=settings.train.gradient_checkpointing))
     adapter_fingerprint = {"adapter": f"sha256:{adapter.key[:32]}", "recipe": entry.recipe.to_json()}
-    training = adapter.info | {"cached": adapter.cached, "train_split": task.train_split,
-                               "train_fingerprint": fingerprint_rows([e.fields for e in train])}
-    return PreparedModel(entry.load(adapter.path, adapter_fingerprint), training)
+    training = adapter.info | {"cached": adapter.cached, "train_split": task.train_split, "validation": split.how,
+                               "train_fingerprint": fingerprint_rows([e.fields for e in split.train])}
+    return PreparedModel(_with_prediction_cache(entry.load(adapter.path, adapter_fingerprint), settings), training)
+
+
+def _with_prediction_cache(model: Model, settings: Settings) -> Model:
+    """A rerun of an unchanged benchmark generates nothing: answers are keyed by model fingerprint (base, adapter
+    hash), prompt, generation parameters and backend version. Misses are stored every 256 items."""
+    if not settings.prediction_cache:
+        return model
+    from models.prediction_cache import CachedModel, PredictionCache
+
+    return CachedModel(model, PredictionCache.default(), save_every=256)
 
 
 # --- OpenAI entries: fine-tuning job (guarded), chat model, prediction cache ---------------------------------------
-
-VALIDATION_SPLITS = {"viggo": "valid"}
-"""Tasks with a split that is neither train nor eval; the others hold out a slice of train (openai_ft.holdout_split)."""
-
 
 def prepare_openai(entry: OpenAIEntry, task: Task, settings: Settings, *, make_client: Callable[[], Any] | None = None,
                    http_client_factory: Callable[[], Any] | None = None) -> PreparedModel:
@@ -145,22 +169,11 @@ def _job_fingerprint(plan, model_id: str) -> dict[str, Any]:
 
 
 def openai_training_rows(task: Task, settings: Settings) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """(training rows, validation rows, how they were split) in the task's chat format.
-
-    Validation never comes from the eval split (the seed's flaw): ViGGO uses its own `valid` split; tasks with only
-    train + eval hold out 5% of train, chosen by a stable hash of each row.
-    """
-    from models.finetune.openai_ft import DEFAULT_HOLDOUT, holdout_split
-
-    rows = chat_rows(task, task.examples(settings.data, task.train_split))
-    split = getattr(task, "validation_split", None) or VALIDATION_SPLITS.get(task.name)
-    if split and split not in (task.train_split, task.eval_split):
-        validation = chat_rows(task, task.examples(settings.data, split))
-        how = f"the {split} split"
-    else:
-        rows, validation = holdout_split(rows, DEFAULT_HOLDOUT)
-        how = f"{DEFAULT_HOLDOUT:.0%} of the {task.train_split} split held out by row hash"
-    info = {"train_split": task.train_split, "validation": how, "train_examples": len(rows),
+    """(training rows, validation rows, how they were split) in the task's chat format, from the same split the
+    LoRA trainer uses (benchmarks.tasks.training_split), so both candidates learn from the same examples."""
+    split = training_split(task, settings.data)
+    rows, validation = chat_rows(task, split.train), chat_rows(task, split.validation)
+    info = {"train_split": task.train_split, "validation": split.how, "train_examples": len(rows),
             "validation_examples": len(validation), "train_fingerprint": fingerprint_rows(rows)}
     return rows, validation, info
 

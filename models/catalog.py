@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from models.errors import ConfigError, UnknownNameError
-from models.finetune.recipe import SMOLLM2_CPU, TINY, LoraRecipe
+from models.finetune.recipe import SEED_CODELLAMA, SMOLLM2_CPU, TINY, LoraRecipe
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"  # same as models.openai_api.OPENAI_BASE_URL, without importing it
 SEED_EPOCHS = {"spider": 3, "viggo": 2}  # the seed's GPT-3.5 jobs: SQL with the default 3 epochs, ViGGO n_epochs=2
@@ -38,6 +38,11 @@ class CatalogEntry:
     def finetuned(self) -> bool:
         return self.recipe is not None
 
+    @property
+    def requires_gpu(self) -> bool:
+        """8-bit/4-bit loading (bitsandbytes) and fp16 training run only on CUDA."""
+        return self.recipe is not None and (self.recipe.quantization is not None or self.recipe.precision == "fp16")
+
     def base_fingerprint(self) -> dict[str, Any]:
         """Identity of the base weights, without loading them when avoidable."""
         if self.weights == "smollm2-135m":
@@ -46,23 +51,33 @@ class CatalogEntry:
             return smollm2_folder()[1]
         if self.weights == "tiny-random":
             return {"base": "tiny-random", "weights": "random-init:seed=0"}
-        return {"base": self.weights, "weights": "hub-or-path"}
+        from models.weights import pretrained_fingerprint
 
-    def load_base(self):
-        """(model, tokenizer, fingerprint) of the base weights."""
+        return pretrained_fingerprint(self.weights)
+
+    def module_names(self) -> list[str] | None:
+        """Module names of the architecture, built on the meta device (no weights), to check a recipe's targets;
+        None when the config cannot be read offline."""
+        from models import weights
+
+        return weights.module_names(self.weights)
+
+    def load_base(self, quantization: str | None = None):
+        """(model, tokenizer, fingerprint) of the base weights, optionally quantized (CUDA only)."""
         from models import weights
 
         if self.weights == "tiny-random":
             return weights.load_tiny_random()
-        if self.weights == "smollm2-135m":
+        if self.weights == "smollm2-135m" and quantization is None:
             return weights.load_smollm2()
-        return weights.load_pretrained(self.weights)
+        name = weights.smollm2_folder()[0] if self.weights == "smollm2-135m" else self.weights
+        return weights.load_pretrained(str(name), quantization=quantization)
 
     def load(self, adapter: Path | None = None, adapter_fingerprint: dict[str, Any] | None = None):
         """The runnable Model; with a LoRA adapter folder for fine-tuned entries."""
         from models.hf import HFModel
 
-        model, tokenizer, fingerprint = self.load_base()
+        model, tokenizer, fingerprint = self.load_base(self.recipe.quantization if self.recipe else None)
         if adapter is None:
             return HFModel(self.name, model, tokenizer, fingerprint | {"adapter": None})
         fingerprint = fingerprint | {"adapter": None} | (adapter_fingerprint or {"adapter": str(adapter)})
@@ -145,6 +160,8 @@ CATALOG: dict[str, CatalogEntry | OpenAIEntry] = {
         CatalogEntry("smollm2-135m", "smollm2-135m", description="SmolLM2-135M-Instruct, embedded default (offline GGUF)"),
         CatalogEntry("smollm2-135m-lora", "smollm2-135m", SMOLLM2_CPU,
                      description="SmolLM2-135M-Instruct + LoRA on the task's train split (CPU recipe)"),
+        CatalogEntry("codellama-34b-lora", "codellama/CodeLlama-34b-hf", SEED_CODELLAMA,
+                     description="the seed's recipe: CodeLlama-34b in 8-bit + LoRA r=8 on q/k/v/o (GPU: --run-gpu)"),
         OpenAIEntry("gpt-3.5-turbo-ft", "GPT-3.5 Turbo fine-tuned by an OpenAI job (the seed's model; paid; "
                     "base $FTBENCH_GPT35_BASE, default gpt-3.5-turbo-0125)",
                     OpenAIFineTune("gpt-3.5-turbo-0125", "FTBENCH_GPT35_BASE", "gpt-3.5-turbo",
@@ -162,8 +179,28 @@ CATALOG: dict[str, CatalogEntry | OpenAIEntry] = {
 }
 
 
+PATTERNS = {
+    "hf:": "hf:<hub id or folder>: any causal LM, as it is",
+    "lora:": "lora:<hub id or folder>: any causal LM + LoRA on the task's train split (SmolLM2's CPU recipe; "
+             "change it with ftbench finetune --recipe/--set)",
+}
+
+
 def get(name: str) -> CatalogEntry | OpenAIEntry:
-    """A catalog entry by name; an unknown name fails with the known names and the closest match."""
-    if name not in CATALOG:
-        raise UnknownNameError("model", name, CATALOG)
-    return CATALOG[name]
+    """A catalog entry by name, or `hf:<id-or-path>` / `lora:<id-or-path>` for any causal LM; an unknown name
+    fails with the known names and the closest match."""
+    if name in CATALOG:
+        return CATALOG[name]
+    prefix, _, weights = name.partition(":")
+    if f"{prefix}:" in PATTERNS and weights:
+        recipe = SMOLLM2_CPU if prefix == "lora" else None
+        return CatalogEntry(name, weights, recipe, description=PATTERNS[f"{prefix}:"])
+    raise UnknownNameError("model", name, list(CATALOG) + [f"{prefix}<hub id or folder>" for prefix in PATTERNS])
+
+
+def is_known(name: str) -> bool:
+    try:
+        get(name)
+    except UnknownNameError:
+        return False
+    return True

@@ -41,6 +41,9 @@ class DecodeStats:
         return 1 - self.prompt_tokens / self.padded_prompt_tokens if self.padded_prompt_tokens else 0.0
 
 
+DECODER_VERSION = 2  # bump when a change here can change generated text
+
+
 class HFModel:
     """A causal LM from transformers, optionally with a LoRA adapter merged into its weights."""
 
@@ -68,6 +71,13 @@ class HFModel:
 
     def fingerprint(self) -> dict[str, Any]:
         return dict(self._fingerprint)
+
+    @property
+    def backend_version(self) -> str:
+        """Part of the prediction cache key: a new decoder or library version may change greedy ties."""
+        import transformers
+
+        return f"ftbench-hf/{DECODER_VERSION} transformers/{transformers.__version__} torch/{torch.__version__}"
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[Completion]:

@@ -141,13 +141,59 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_pretrained(name_or_path: str):
-    """Any causal LM by hub id or local folder (float32 on CPU)."""
+def load_pretrained(name_or_path: str, quantization: str | None = None):
+    """Any causal LM by hub id or local folder: float32 on CPU, bf16 on CUDA, or 8-bit/4-bit (bitsandbytes)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if torch.cuda.is_available():
+        kwargs = {"dtype": torch.bfloat16, "device_map": "auto"}
+    if quantization:
+        kwargs["quantization_config"] = _bitsandbytes_config(quantization)
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype="float32").eval()
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs).eval()
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except OSError as err:
         raise BackendError(f"cannot load {name_or_path!r}: {err}. Pass a local folder or a hub id you can reach.") from err
-    return model, tokenizer, {"base": name_or_path, "weights": "hub-or-path"}
+    return model, tokenizer, pretrained_fingerprint(name_or_path) | ({"quantization": quantization} if quantization else {})
+
+
+def _bitsandbytes_config(quantization: str):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MissingDependencyError(f"quantization={quantization!r} needs bitsandbytes: pip install 'ftbench[gpu]'")
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def pretrained_fingerprint(name_or_path: str) -> dict[str, Any]:
+    """A local folder is identified by the hash of its weight files' names and sizes; a hub id by its snapshot."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        files = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+        digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+        return {"base": str(path.resolve()), "weights": f"folder:{digest}"}
+    snapshot = _hub_snapshot(name_or_path) if os.environ.get("HF_HUB_OFFLINE") else None
+    return {"base": name_or_path, "weights": f"hub:{snapshot.name}" if snapshot else "hub"}
+
+
+def module_names(weights: str) -> list[str] | None:
+    """Module names of an architecture, instantiated on the meta device (no memory, no weights)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if weights == "tiny-random":  # built in memory in milliseconds anyway
+        return [name for name, _ in load_tiny_random()[0].named_modules()]
+    try:
+        source = smollm2_folder()[0] if weights == "smollm2-135m" else weights
+        config = AutoConfig.from_pretrained(str(source), local_files_only=True)
+    except Exception:  # not cached locally: the recipe's targets are checked by peft when loading instead
+        return None
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    return [name for name, _ in model.named_modules()]

@@ -9,12 +9,14 @@ pytest_plugins = ["pytester"]
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Adapters trained by tests go to a per-session temp folder, never the user's cache.
+    """Adapters, predictions and job state of tests go to a per-session temp folder, never the user's cache.
 
     The converted SmolLM2 folder is the exception: it is reused from the user's cache when present (it is
     derived from an installed file and takes 15 s to rebuild).
     """
     monkeypatch.setenv("FTBENCH_ADAPTER_CACHE", str(tmp_path_factory.getbasetemp() / "adapters"))
+    monkeypatch.setenv("FTBENCH_PREDICTION_CACHE", str(tmp_path_factory.getbasetemp() / "predictions"))
+    monkeypatch.setenv("FTBENCH_OPENAI_JOBS", str(tmp_path_factory.getbasetemp() / "openai_jobs"))
 
 
 @pytest.fixture(scope="session")

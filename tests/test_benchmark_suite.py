@@ -61,3 +61,22 @@ def test_unknown_model_is_a_usage_error(pytester):
     result = run(pytester, "--models", "smollm3")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown model 'smollm3'*Known models:*"])
+
+
+def test_gpu_entries_are_skipped_with_a_reason_naming_the_flag(pytester):
+    result = run(pytester, "--models", "codellama-34b-lora", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*marked gpu: pass --run-gpu to run it*"])
+
+
+def test_a_rerun_of_an_unchanged_matrix_generates_nothing(pytester):
+    args = ["-k", "viggo", "--limit", "4"]
+    run(pytester, *args, "--benchmark-json", "first.json").assert_outcomes(passed=2, deselected=2)
+    run(pytester, *args, "--benchmark-json", "second.json").assert_outcomes(passed=2, deselected=2)
+    first, second = ({b["name"]: b["extra_info"] for b in json.loads((pytester.path / f).read_text())["benchmarks"]}
+                     for f in ("first.json", "second.json"))
+    for name, record in second.items():
+        assert record["cost_usd"]["pricing"]["cached_items"] == 4, name
+        assert record["latency_s"]["source"] == "stored timings of cached items"
+        assert record["predictions"] == first[name]["predictions"] and record["items"] == first[name]["items"]
+        assert first[name]["latency_s"]["source"] == "generated"

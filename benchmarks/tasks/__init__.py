@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.tasks.base import Example, Score, Task, chat_rows, training_pairs
+from benchmarks.tasks.base import Example, Score, Task, TrainingSplit, chat_rows, training_pairs, training_split
 from benchmarks.tasks.spider import SpiderTask
 from benchmarks.tasks.viggo import ViggoTask
 from models.errors import UnknownNameError
 
 BUILTIN = {"spider": SpiderTask, "viggo": ViggoTask}
 
-__all__ = ["BUILTIN", "Example", "Score", "Task", "chat_rows", "get_task", "training_pairs"]
+__all__ = ["BUILTIN", "Example", "Score", "Task", "TrainingSplit", "chat_rows", "get_task", "training_pairs",
+           "training_split"]
 
 
 def get_task(name: str, *, jsonl_folder: Path | None = None, jsonl_scorer: str = "exact") -> Task:

@@ -26,6 +26,7 @@ SPLITS = {"train": "train.jsonl", "eval": "eval.jsonl"}
 class JsonlTask:
     train_split = "train"
     eval_split = "eval"
+    validation_split = None
 
     def __init__(self, folder: Path, scorer: str = "exact", name: str = "jsonl"):
         if scorer not in SCORERS:

@@ -30,6 +30,7 @@ class SpiderTask:
     headline = "execution"
     metrics = ("execution", "execution_synth", "structural", "exact")
     train_split = "train"
+    validation_split = None
     eval_split = "val"
     stop = ("\n",)
 

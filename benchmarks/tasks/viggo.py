@@ -37,6 +37,7 @@ class ViggoTask:
     headline = "function_attributes"
     metrics = ("function_attributes", "exact", "slot_f1")
     train_split = "train"
+    validation_split = "valid"
     eval_split = "test"
     stop = ("\n",)
 

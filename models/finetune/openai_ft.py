@@ -35,31 +35,9 @@ ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MESSAGE_KEYS = {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
 TERMINAL = {"succeeded", "failed", "cancelled"}
 METADATA_KEY = "ftbench_key"
-DEFAULT_HOLDOUT = 0.05
 
 
-# --- data: split, serialize, validate, count ------------------------------------------------------------------------
-
-
-def holdout_split(rows: Sequence[dict[str, Any]], fraction: float = DEFAULT_HOLDOUT
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, validation): a row goes to validation when a stable hash of its content falls in `fraction`.
-
-    For tasks whose only other split is the eval split (Spider): the seed validated on its eval split, which lets
-    the test set steer training; hashing the row (not its position) keeps the choice stable when rows are added.
-
-    >>> rows = [{"messages": [{"role": "user", "content": str(i)}]} for i in range(1000)]
-    >>> train, validation = holdout_split(rows)
-    >>> len(train) + len(validation), 30 < len(validation) < 70, holdout_split(rows) == (train, validation)
-    (1000, True, True)
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
-    train, validation = [], []
-    for row in rows:
-        bucket = int(hashlib.sha256(_jsonl_line(row).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        (validation if bucket < fraction else train).append(row)
-    return train, validation
+# --- data: serialize, validate, count ------------------------------------------------------------------------
 
 
 def _jsonl_line(row: dict[str, Any]) -> str:

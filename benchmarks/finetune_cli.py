@@ -1,0 +1,65 @@
+"""`ftbench finetune`: the trainer the benchmarks use, run outside pytest, e.g. on GPUs under `accelerate launch`.
+
+    ftbench finetune --task spider --model smollm2-135m-lora --data ../shared/data
+    ftbench finetune --task viggo --model lora:Qwen/Qwen2.5-0.5B --recipe my_recipe.json --set r=8 --set precision=bf16
+    accelerate launch --num_processes 4 -m benchmarks.cli finetune --task spider --model codellama-34b-lora ...
+
+The adapter lands in the same cache the benchmarks read (keyed by base + recipe + training pairs), so a following
+`pytest benchmarks` with the same model, task, data and recipe reuses it. Rerunning after a crash resumes from the
+last checkpoint. OpenAI entries run their fine-tuning job (paid: needs --yes, and the estimate under --max-cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help="spider, viggo, or jsonl (with --jsonl)")
+    parser.add_argument("--model", required=True,
+                        help="a fine-tuned catalog entry (smollm2-135m-lora, gpt-4o-mini-ft, ...) or lora:<id-or-folder>")
+    parser.add_argument("--data", default="fixtures", help="fixtures, hub, or a directory in the seed's layout")
+    parser.add_argument("--jsonl", type=Path, default=None, help="folder with train.jsonl and eval.jsonl (task jsonl)")
+    parser.add_argument("--recipe", type=Path, default=None,
+                        help="JSON file of LoRA recipe fields overriding the entry's (see models/finetune/recipe.py)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one recipe field, e.g. --set r=8 --set precision=bf16 (repeatable)")
+    parser.add_argument("--checkpoint-every", type=int, default=20, metavar="STEPS",
+                        help="save a resumable checkpoint every N optimizer steps (0: never)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass (less memory, more compute)")
+    parser.add_argument("--yes", action="store_true", help="allow paid work (OpenAI fine-tuning jobs)")
+    parser.add_argument("--max-cost", type=float, default=5.0, metavar="USD",
+                        help="refuse paid work whose estimate is above this")
+    parser.add_argument("--prices", type=Path, default=None, help="price table TOML")
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmarks.data import resolve_data
+    from benchmarks.runner import Settings, TrainSettings, prepare_model
+    from benchmarks.tasks import get_task
+    from models import catalog
+    from models.errors import ConfigError
+    from models.pricing import load_prices
+
+    entry = catalog.get(args.model)
+    if not entry.finetuned:
+        tuned = [name for name, e in catalog.CATALOG.items() if e.finetuned] + ["lora:<id-or-folder>"]
+        raise ConfigError(f"{args.model!r} is not a fine-tuned entry; choose one of {tuned}.")
+    if args.recipe or args.set:
+        if entry.backend != "hf":
+            raise ConfigError(f"--recipe and --set apply to LoRA entries; {args.model!r} is an OpenAI job")
+        recipe = entry.recipe if args.recipe is None else type(entry.recipe).from_file(args.recipe, entry.recipe)
+        entry = dataclasses.replace(entry, recipe=recipe.with_overrides(args.set))
+    task = get_task(args.task, jsonl_folder=args.jsonl)
+    settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices(args.prices),
+                        allow_paid=args.yes, max_cost_usd=args.max_cost,
+                        train=TrainSettings(checkpoint_every=args.checkpoint_every,
+                                            gradient_checkpointing=args.gradient_checkpointing))
+    prepared = prepare_model(entry, task, settings)
+    info = {k: v for k, v in (prepared.training or {}).items() if k != "loss_curve"}
+    print(json.dumps(info, indent=2, default=str))
+    return 0

@@ -1,0 +1,68 @@
+"""`ftbench finetune` as a user runs it: a real process, killed with SIGKILL mid-training, then rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from benchmarks.cli import main
+
+ARGS = ["finetune", "--task", "spider", "--model", "tiny-random-lora", "--set", "max_steps=24", "--set", "batch_size=2",
+        "--checkpoint-every", "2"]
+
+
+def finetune_process(env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *ARGS], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def adapter_weights(cache):
+    (adapter,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    return load_file(str(adapter / "adapter_model.safetensors")), json.loads((adapter / "train_info.json").read_text())
+
+
+def test_kill_9_then_rerun_resumes_and_matches_a_clean_run(tmp_path):
+    env = os.environ | {"FTBENCH_ADAPTER_CACHE": str(tmp_path / "killed")}
+    process = finetune_process(env)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "killed").glob(".partial-*/ckpt-*")):  # wait for the first checkpoint
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert [p for p in (tmp_path / "killed").iterdir() if not p.name.startswith(".")] == [], "no adapter published"
+
+    rerun = finetune_process(env)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "resuming LoRA training from step" in err
+    resumed, info = adapter_weights(tmp_path / "killed")
+    assert info["resumed_from"] and info["steps"] == 24
+
+    clean_env = os.environ | {"FTBENCH_ADAPTER_CACHE": str(tmp_path / "clean")}
+    assert subprocess.run([sys.executable, "-m", "benchmarks.cli", *ARGS], env=clean_env, capture_output=True).returncode == 0
+    clean, _ = adapter_weights(tmp_path / "clean")
+    import torch
+
+    assert clean.keys() == resumed.keys() and all(torch.equal(clean[k], resumed[k]) for k in clean)
+
+
+def test_finetune_refuses_a_base_model_with_the_choices(capsys):
+    assert main(["finetune", "--task", "spider", "--model", "smollm2-135m"]) == 2
+    assert "is not a fine-tuned entry; choose one of" in capsys.readouterr().err
+
+
+def test_invalid_recipe_override_lists_every_problem(capsys):
+    code = main(["finetune", "--task", "spider", "--model", "tiny-random-lora", "--set", "r=0", "--set",
+                 "quantization=8bit", "--set", "target_modules=[\"nope\"]"])
+    err = capsys.readouterr().err
+    assert code == 2
+    for problem in ["r must be > 0", "needs a CUDA GPU", "target_modules ['nope'] are not in the model"]:
+        assert problem in err
