@@ -76,8 +76,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"refuse a paid benchmark whose new spend (OpenAI fine-tuning + evaluation) is estimated "
                          f"above this, before any call (default: {DEFAULT_MAX_COST_USD:.2f})")
     group.addoption("--no-prediction-cache", action="store_true",
-                    help="send every API request again instead of answering repeats from the prediction cache "
-                         "(default: cache on, under $FTBENCH_PREDICTION_CACHE or ~/.cache/ftbench/predictions)")
+                    help="generate every answer again (local models) and resend every API request, instead of answering "
+                         "repeats from the prediction cache (default: cache on, under $FTBENCH_PREDICTION_CACHE or "
+                         "~/.cache/ftbench/predictions)")
     group.addoption("--openai-base-url", type=_http_url, default=None, metavar="URL",
                     help="API root for the openai-compatible entry, e.g. http://127.0.0.1:8000/v1 "
                          "(default: $OPENAI_BASE_URL); paid only when it is api.openai.com")

@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one recipe field, e.g. --set r=8 --set precision=bf16 (repeatable)")
     parser.add_argument("--checkpoint-every", type=int, default=20, metavar="STEPS",
                         help="save a resumable checkpoint every N optimizer steps (0: never)")
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="recompute activations in the backward pass (less memory, more compute)")
+    parser.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
+                        help="keep activations instead of recomputing them: about 20%% faster, about 2 GB more memory "
+                             "for SmolLM2 at batch 8 (default: recompute)")
     parser.add_argument("--yes", action="store_true", help="allow paid work (OpenAI fine-tuning jobs)")
     parser.add_argument("--max-cost", type=float, default=5.0, metavar="USD",
                         help="refuse paid work whose estimate is above this")

@@ -43,7 +43,7 @@ class TrainSettings:
 
     checkpoint_every: int = 20
     """Resumable checkpoint every N optimizer steps (0: never)."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = True
     """Recompute activations in the backward pass: less memory, more compute."""
     recipe_file: str | None = None
     """JSON of recipe fields overriding every LoRA entry's recipe (pytest --recipe)."""

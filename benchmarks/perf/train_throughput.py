@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per contender")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default=None, help="ftbench's autocast precision (default: the recipe's)")
+    parser.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
+                        help="ftbench without recomputing activations (faster, more memory)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)  # internal: run one in-process
     return parser
@@ -51,6 +53,8 @@ def _in_subprocess(name: str, args: argparse.Namespace) -> dict:
                "--task", args.task, "--data", args.data, "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
     if args.precision:
         command += ["--precision", args.precision]
+    if not args.gradient_checkpointing:
+        command += ["--no-gradient-checkpointing"]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -73,20 +77,25 @@ def _setup(args: argparse.Namespace):
 def _run_contender(args: argparse.Namespace) -> dict:
     entry, pairs, recipe = _setup(args)
     model, tokenizer, _ = entry.load_base()
-    run = _ftbench if args.contender == "ftbench" else _seed_style
-    real, padded, seconds = run(model, tokenizer, pairs, recipe)
+    if args.contender == "ftbench":
+        real, padded, seconds = _ftbench(model, tokenizer, pairs, recipe, args.gradient_checkpointing)
+    else:
+        real, padded, seconds = _seed_style(model, tokenizer, pairs, recipe)
+    ours = args.contender == "ftbench"
     return {"contender": args.contender, "steps": recipe.max_steps, "batch_size": recipe.batch_size,
-            "precision": recipe.precision if args.contender == "ftbench" else "fp32",
+            "precision": recipe.precision if ours else "fp32",
+            "setup": (f"LoRA dropout {recipe.dropout}, gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}"
+                      if ours else f"LoRA dropout {recipe.dropout}, labels = input_ids"),
             "real_tokens": real, "padding_fraction": 1 - real / padded, "seconds": seconds,
             "real_tokens_per_s": real / seconds, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def _ftbench(model, tokenizer, pairs, recipe):
+def _ftbench(model, tokenizer, pairs, recipe, gradient_checkpointing: bool):
     from accelerate import Accelerator
 
     from models.finetune import lora
 
-    options = lora.RunOptions(checkpoint_every=0, progress=False)
+    options = lora.RunOptions(checkpoint_every=0, progress=False, gradient_checkpointing=gradient_checkpointing)
     peft_model = lora._setup(model, recipe, options)
     examples, _ = lora._tokenize(tokenizer, pairs, recipe)
     started = time.perf_counter()
@@ -145,9 +154,10 @@ class _CountingCollator:
 def _markdown(results: dict[str, dict], args: argparse.Namespace) -> str:
     base, ours = results["seed-style"], results["ftbench"]
     lines = [f"LoRA training, {args.model} on {args.task} ({args.data}), batch {args.batch_size}, {args.steps} steps",
-             "", "| trainer | precision | real tokens/s | padding | peak RSS (GB) | seconds |", "|---|---|---|---|---|---|"]
+             "", "| trainer | precision | setup | real tokens/s | padding | peak RSS (GB) | seconds |",
+             "|---|---|---|---|---|---|---|"]
     for r in (base, ours):
-        lines.append(f"| {r['contender']} | {r['precision']} | {r['real_tokens_per_s']:.0f} | "
+        lines.append(f"| {r['contender']} | {r['precision']} | {r['setup']} | {r['real_tokens_per_s']:.0f} | "
                      f"{r['padding_fraction']:.0%} | {r['peak_rss_gb']:.2f} | {r['seconds']:.1f} |")
     lines += ["", f"ftbench / seed-style: {ours['real_tokens_per_s'] / base['real_tokens_per_s']:.2f}x real tokens/s, "
                   f"{ours['peak_rss_gb'] / base['peak_rss_gb']:.2f}x peak RSS"]

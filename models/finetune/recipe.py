@@ -129,8 +129,10 @@ def validate_recipe(recipe: LoraRecipe, *, module_names: Iterable[str] | None, c
         raise ConfigError("invalid LoRA recipe:\n  - " + "\n  - ".join(problems))
 
 
-# The default for the embedded SmolLM2 on CPU: all linear layers, a high learning rate, a step cap.
-SMOLLM2_CPU = LoraRecipe()
+# The default for the embedded SmolLM2 on CPU: all linear layers, a high learning rate, a step cap; bf16 autocast
+# (1.4x the fp32 speed on CPUs with AMX/AVX512-BF16) and no LoRA dropout (peft then keeps no dropped copy of every
+# adapted layer's input: about 1 GB less at batch 8). On a CPU without native bf16, set precision=fp32.
+SMOLLM2_CPU = LoraRecipe(dropout=0.0, precision="bf16")
 
 # Mechanics only: tiny-random models train a handful of steps.
 TINY = LoraRecipe(r=4, alpha=8, max_steps=4, batch_size=4, warmup_steps=1, max_length=1024)
