@@ -249,7 +249,7 @@ def plot_cost_breakdown(entries: Sequence[Entry], path: Path) -> None:
     ax.bar(positions, inference, bottom=train, color="C1", label="inference per 1K requests")
     for x, total in zip(positions, (t + i for t, i in zip(train, inference))):
         ax.annotate(_usd(total), (x, total), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
-    ax.set_xticks(list(positions), names, fontsize=8)
+    ax.set_xticks(list(positions), names, fontsize=8, rotation=25, ha="right")  # long model names must not overlap
     ax.set_ylabel("USD")
     ax.set_title("Cost: training vs inference (per 1K requests)")
     ax.legend(fontsize=8)
