@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                         train=TrainSettings(checkpoint_every=args.checkpoint_every,
                                             gradient_checkpointing=args.gradient_checkpointing))
     prepared = prepare_model(entry, task, settings)
-    info = {k: v for k, v in (prepared.training or {}).items() if k != "loss_curve"}
-    print(json.dumps(info, indent=2, default=str))
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch / torchrun, one process reports
+        info = {k: v for k, v in (prepared.training or {}).items() if k != "loss_curve"}
+        print(json.dumps(info, indent=2, default=str))
     return 0

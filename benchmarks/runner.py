@@ -56,7 +56,7 @@ class Settings:
     data: DataSource
     """Where rows come from (`--data`)."""
     limit: int | None
-    """Evaluate only the first N eval rows (`--limit`); training always uses the whole train split."""
+    """Evaluate only the first N eval rows (`--limit`); training uses the train split whatever the limit."""
     prices: PriceTable
     batch_size: int = 8
     max_new_tokens: int = 100

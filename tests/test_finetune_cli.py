@@ -66,3 +66,16 @@ def test_invalid_recipe_override_lists_every_problem(capsys):
     assert code == 2
     for problem in ["r must be > 0", "needs a CUDA GPU", "target_modules ['nope'] are not in the model"]:
         assert problem in err
+
+
+def test_data_parallel_under_torchrun_trains_one_adapter_for_two_processes(tmp_path):
+    """The accelerate path with two CPU processes (gloo): what `accelerate launch` does on several GPUs."""
+    env = os.environ | {"FTBENCH_ADAPTER_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "benchmarks.cli",
+                           "finetune", "--task", "spider", "--model", "tiny-random-lora", "--set", "max_steps=3"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout)  # only rank 0 reports
+    assert info["processes"] == 2 and info["examples_seen"] == 3 * 4 * 2
+    _, saved = adapter_weights(tmp_path)
+    assert saved["processes"] == 2

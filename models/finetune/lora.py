@@ -88,8 +88,11 @@ def adapter_key(base_fingerprint: dict[str, Any], recipe: LoraRecipe, pairs: Seq
                 validation: Sequence[TrainingPair] = ()) -> str:
     """sha256 over everything that decides the adapter's weights (validation pairs only matter for early stopping)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"base": base_fingerprint, "recipe": recipe.to_json(), "trainer": TRAINER_VERSION},
-                             sort_keys=True).encode())
+    identity = {"base": base_fingerprint, "recipe": recipe.to_json(), "trainer": TRAINER_VERSION}
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    if processes > 1:  # each process takes its own batches: the effective batch grows with the process count
+        identity["processes"] = processes
+    digest.update(json.dumps(identity, sort_keys=True).encode())
     for pair in pairs:
         digest.update(json.dumps([pair.prompt, pair.completion]).encode())
     if recipe.early_stopping_patience:
