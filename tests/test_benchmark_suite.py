@@ -69,7 +69,8 @@ def test_gpu_entries_are_skipped_with_a_reason_naming_the_flag(pytester):
     result.stdout.fnmatch_lines(["*marked gpu: pass --run-gpu to run it*"])
 
 
-def test_a_rerun_of_an_unchanged_matrix_generates_nothing(pytester):
+def test_a_rerun_of_an_unchanged_matrix_generates_nothing(pytester, monkeypatch, tmp_path):
+    monkeypatch.setenv("FTBENCH_PREDICTION_CACHE", str(tmp_path / "predictions"))  # empty: other tests share theirs
     args = ["-k", "viggo", "--limit", "4"]
     run(pytester, *args, "--benchmark-json", "first.json").assert_outcomes(passed=2, deselected=2)
     run(pytester, *args, "--benchmark-json", "second.json").assert_outcomes(passed=2, deselected=2)
