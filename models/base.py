@@ -93,3 +93,15 @@ class Model(Protocol):
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[Completion]:
         """One Completion per prompt, in the order given."""
         ...
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut `text` at the earliest stop string; say whether one was found.
+
+    >>> cut_at_stop("SELECT 1\\nmore", ["\\n"])
+    ('SELECT 1', True)
+    >>> cut_at_stop("no stop", ["\\n", ";"])
+    ('no stop', False)
+    """
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

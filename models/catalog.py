@@ -33,6 +33,8 @@ class CatalogEntry:
     recipe: LoraRecipe | None = None
     """Set for entries that are LoRA-fine-tuned on the task's train split before evaluation."""
     description: str = ""
+    runtime: str = "hf"
+    """What generates: 'hf' (transformers, CPU or GPU) or 'vllm' (GPU; LoRA adapters through vLLM's LoRA support)."""
 
     @property
     def finetuned(self) -> bool:
@@ -40,8 +42,9 @@ class CatalogEntry:
 
     @property
     def requires_gpu(self) -> bool:
-        """8-bit/4-bit loading (bitsandbytes) and fp16 training run only on CUDA."""
-        return self.recipe is not None and (self.recipe.quantization is not None or self.recipe.precision == "fp16")
+        """vLLM, 8-bit/4-bit loading (bitsandbytes) and fp16 training run only on CUDA."""
+        tuned_on_gpu = self.recipe is not None and (self.recipe.quantization is not None or self.recipe.precision == "fp16")
+        return self.runtime == "vllm" or tuned_on_gpu
 
     def base_fingerprint(self) -> dict[str, Any]:
         """Identity of the base weights, without loading them when avoidable."""
@@ -75,6 +78,8 @@ class CatalogEntry:
 
     def load(self, adapter: Path | None = None, adapter_fingerprint: dict[str, Any] | None = None):
         """The runnable Model; with a LoRA adapter folder for fine-tuned entries."""
+        if self.runtime == "vllm":
+            return self._load_vllm(adapter, adapter_fingerprint)
         from models.hf import HFModel
 
         model, tokenizer, fingerprint = self.load_base(self.recipe.quantization if self.recipe else None)
@@ -82,6 +87,17 @@ class CatalogEntry:
             return HFModel(self.name, model, tokenizer, fingerprint | {"adapter": None})
         fingerprint = fingerprint | {"adapter": None} | (adapter_fingerprint or {"adapter": str(adapter)})
         return HFModel.with_adapter(self.name, model, tokenizer, fingerprint, adapter)
+
+
+    def _load_vllm(self, adapter: Path | None, adapter_fingerprint: dict[str, Any] | None):
+        """vLLM serves the base weights and applies the adapter per request; $FTBENCH_VLLM_TP GPUs in parallel."""
+        from models.vllm_backend import VLLMModel
+        from models.weights import smollm2_folder
+
+        weights = smollm2_folder()[0] if self.weights == "smollm2-135m" else self.weights
+        fingerprint = self.base_fingerprint() | {"adapter": None} | (adapter_fingerprint or {})
+        return VLLMModel(self.name, weights, fingerprint, adapter=adapter,
+                         tensor_parallel_size=int(os.environ.get("FTBENCH_VLLM_TP", "1")))
 
 
 @dataclass(frozen=True)
@@ -183,6 +199,8 @@ PATTERNS = {
     "hf:": "hf:<hub id or folder>: any causal LM, as it is",
     "lora:": "lora:<hub id or folder>: any causal LM + LoRA on the task's train split (SmolLM2's CPU recipe; "
              "change it with ftbench finetune --recipe/--set)",
+    "vllm:": "vllm:<hub id or folder>: any causal LM served by vLLM (GPU; $FTBENCH_VLLM_TP for tensor parallelism)",
+    "vllm-lora:": "vllm-lora:<hub id or folder>: LoRA-fine-tuned here, evaluated through vLLM's LoRA support (GPU)",
 }
 
 
@@ -193,8 +211,9 @@ def get(name: str) -> CatalogEntry | OpenAIEntry:
         return CATALOG[name]
     prefix, _, weights = name.partition(":")
     if f"{prefix}:" in PATTERNS and weights:
-        recipe = SMOLLM2_CPU if prefix == "lora" else None
-        return CatalogEntry(name, weights, recipe, description=PATTERNS[f"{prefix}:"])
+        recipe = SMOLLM2_CPU if prefix.endswith("lora") else None
+        runtime = "vllm" if prefix.startswith("vllm") else "hf"
+        return CatalogEntry(name, weights, recipe, description=PATTERNS[f"{prefix}:"], runtime=runtime)
     raise UnknownNameError("model", name, list(CATALOG) + [f"{prefix}<hub id or folder>" for prefix in PATTERNS])
 
 

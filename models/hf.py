@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from models.base import Completion, GenerationConfig, Prompt, Usage
+from models.base import Completion, GenerationConfig, Prompt, Usage, cut_at_stop  # noqa: F401 (re-exported)
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a shared prefix is not worth a cache copy per batch
 
@@ -176,18 +176,6 @@ class HFModel:
         text, _ = cut_at_stop(text, config.stop)
         return Completion(text=text, usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(answer_ids)),
                           latency_s=latency, finish_reason=reason)
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Cut `text` at the earliest stop string; say whether one was found.
-
-    >>> cut_at_stop("SELECT 1\\nmore", ["\\n"])
-    ('SELECT 1', True)
-    >>> cut_at_stop("no stop", ["\\n", ";"])
-    ('no stop', False)
-    """
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from models.base import Completion, GenerationConfig, Prompt, Usage
+from models.base import Completion, GenerationConfig, Prompt, Usage, cut_at_stop
 from models.errors import BackendError, ConfigError, MissingDependencyError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -215,7 +215,6 @@ class OpenAIChatModel:
         return params
 
     def _completion(self, response, config: GenerationConfig, latency_s: float) -> Completion:
-        from models.hf import cut_at_stop  # the shared pure function (hf.py owns it for now)
 
         choice = response.choices[0]
         # The server stops at `stop` already; cutting again covers servers that ignore it and stops beyond the 4th.

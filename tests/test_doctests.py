@@ -11,7 +11,8 @@ MODULES = [
     "benchmarks.stats", "benchmarks.record", "benchmarks.data", "benchmarks.metrics.mr", "benchmarks.tasks.jsonl",
     "benchmarks.metrics.sql.text", "benchmarks.metrics.sql.compare", "benchmarks.metrics.sql.structure",
     "benchmarks.metrics.sql.synth", "benchmarks.metrics.sql.score", "benchmarks.metrics.sql.verdict",
-    "benchmarks.diff", "models.pricing", "models.hf",
+    "benchmarks.diff", "benchmarks.tasks.base", "models.pricing", "models.base", "models.tokens",
+    "models.prediction_cache", "models.finetune.openai_ft", "models.openai_api",
 ]
 
 
