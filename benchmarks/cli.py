@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 from models.errors import FtbenchError
 
-# Subcommands in their own modules, imported only when used: each has add_arguments(parser) and run(args) -> int.
+# Subcommands in their own modules, each with add_arguments(parser) and run(args) -> int; the modules import their
+# heavy dependencies (torch, openai, matplotlib) inside run(), so building the parser stays fast.
 SUBCOMMANDS = {
     "finetune": ("benchmarks.finetune_cli", "train (or reuse) a fine-tuned entry's LoRA adapter or OpenAI job for a task"),
     "score-sql": ("benchmarks.score_sql", "score SQL predictions (official Spider file formats)"),

@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--recipe and --set apply to LoRA entries; {args.model!r} is an OpenAI job")
         recipe = entry.recipe if args.recipe is None else type(entry.recipe).from_file(args.recipe, entry.recipe)
         entry = dataclasses.replace(entry, recipe=recipe.with_overrides(args.set))
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {args.checkpoint_every}")
     task = get_task(args.task, jsonl_folder=args.jsonl)
     settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices(args.prices),
                         allow_paid=args.yes, max_cost_usd=args.max_cost,

@@ -40,6 +40,14 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class TrainingPair:
+    """One supervised example for fine-tuning: the evaluation prompt text and the answer that should follow it."""
+
+    prompt: str
+    completion: str
+
+
+@dataclass(frozen=True)
 class GenerationConfig:
     """How to decode. Greedy only: benchmarks must be reproducible."""
 

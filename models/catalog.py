@@ -95,7 +95,9 @@ class CatalogEntry:
         from models.weights import smollm2_folder
 
         weights = smollm2_folder()[0] if self.weights == "smollm2-135m" else self.weights
-        fingerprint = self.base_fingerprint() | {"adapter": None} | (adapter_fingerprint or {})
+        fingerprint = self.base_fingerprint() | {"adapter": None}
+        if adapter is not None:
+            fingerprint |= adapter_fingerprint or {"adapter": str(adapter)}
         return VLLMModel(self.name, weights, fingerprint, adapter=adapter,
                          tensor_parallel_size=int(os.environ.get("FTBENCH_VLLM_TP", "1")))
 

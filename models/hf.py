@@ -56,6 +56,7 @@ class HFModel:
         self.prefix_reuse = prefix_reuse
         self.pad_id = _pad_id_distinct_from_eos(tokenizer)
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.device = next(model.parameters()).device  # inputs must live where the weights are (CPU or CUDA)
         self.stats = DecodeStats()
         self._prefix_cache: tuple[tuple[int, ...], Any] | None = None
         # transformers 5 renames the forward argument `past_key_values` to `cache`; accept both versions.
@@ -110,7 +111,7 @@ class HFModel:
             from transformers import DynamicCache
 
             cache = DynamicCache()
-            self.model(input_ids=torch.tensor([prefix]), use_cache=True, **{self._cache_arg: cache})
+            self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, **{self._cache_arg: cache})
             self._prefix_cache = (prefix, cache)
         return self._prefix_cache[1]
 
@@ -120,9 +121,9 @@ class HFModel:
         started = time.perf_counter()
         suffixes = [ids[len(prefix) :] for ids in token_ids]
         width = max(len(s) for s in suffixes)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in suffixes])
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes])
-        mask = torch.cat([torch.ones(len(suffixes), len(prefix), dtype=mask.dtype), mask], dim=1)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in suffixes], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=self.device)
+        mask = torch.cat([torch.ones(len(suffixes), len(prefix), dtype=mask.dtype, device=self.device), mask], dim=1)
         if prefix:
             cache = copy.deepcopy(self._prefix_kv(prefix))
             cache.batch_repeat_interleave(len(suffixes))
@@ -152,11 +153,11 @@ class HFModel:
             if not keep:
                 break
             if len(keep) < len(rows):  # finished sequences leave the batch
-                index = torch.tensor(keep)
+                index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
                 mask, next_ids = mask[index], next_ids[index]
                 rows = [rows[r] for r in keep]
-            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
+            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=self.device)], dim=1)
             step_ids = next_ids[:, None]
         elapsed = time.perf_counter() - started
         self.stats.generated_tokens += sum(len(a) for a in answers)

@@ -172,14 +172,21 @@ def _bitsandbytes_config(quantization: str):
 
 
 def pretrained_fingerprint(name_or_path: str) -> dict[str, Any]:
-    """A local folder is identified by the hash of its weight files' names and sizes; a hub id by its snapshot."""
+    """A local folder is identified by its weight files' names, sizes and modification times; a hub id by the
+    snapshot (commit) cached locally, so retrained weights or a new hub revision never reuse stale caches."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        files = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()
+                       if p.suffix in (".safetensors", ".bin"))
         digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
         return {"base": str(path.resolve()), "weights": f"folder:{digest}"}
-    snapshot = _hub_snapshot(name_or_path) if os.environ.get("HF_HUB_OFFLINE") else None
-    return {"base": name_or_path, "weights": f"hub:{snapshot.name}" if snapshot else "hub"}
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(name_or_path, local_files_only=True)).name
+    except Exception:  # not downloaded yet: the revision is recorded once it is
+        snapshot = "not-cached"
+    return {"base": name_or_path, "weights": f"hub:{snapshot}"}
 
 
 def module_names(weights: str) -> list[str] | None:

@@ -114,3 +114,12 @@ def test_recipe_overrides_and_round_trip(tmp_path):
 def test_bf16_autocast_trains(tmp_path):
     adapter = train(tmp_path, dataclasses.replace(RECIPE, precision="bf16", max_steps=2))
     assert adapter.info["precision"] == "bf16" and torch.isfinite(torch.tensor(adapter.info["loss_last"]))
+
+
+def test_recipe_values_are_type_checked_with_every_problem_listed():
+    with pytest.raises(ConfigError) as error:
+        TINY.with_overrides(["target_modules=q_proj", "r=eight", "loss_on_prompt=\"yes\"", "seed=1.5"])
+    for expected in ["target_modules must be a list of names", "r must be int, got 'eight'",
+                     "loss_on_prompt must be bool", "seed must be int, got 1.5"]:
+        assert expected in str(error.value)
+    assert TINY.with_overrides(["learning_rate=1"]).learning_rate == 1.0

@@ -150,3 +150,10 @@ def test_jsonl_bad_line_names_file_and_line(tmp_path):
 def test_jsonl_unknown_scorer_lists_choices(tmp_path):
     with pytest.raises(UnknownNameError, match="exact"):
         get_task("jsonl", jsonl_folder=FIXTURES_DATA.parent / "jsonl" / "chat", jsonl_scorer="bleu")
+
+
+def test_jsonl_mr_scorer_refuses_a_target_that_is_not_an_mr(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"prompt": "a", "completion": "inform(name[A])"}\n')
+    (tmp_path / "eval.jsonl").write_text('{"prompt": "a", "completion": "inform(name[A])"}\n{"prompt": "b", "completion": "hello"}\n')
+    with pytest.raises(DataError, match=r"eval\.jsonl, line 2: --jsonl-scorer mr needs a meaning representation"):
+        get_task("jsonl", jsonl_folder=tmp_path, jsonl_scorer="mr")

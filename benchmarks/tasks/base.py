@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from benchmarks.data import DataSource
-from models.base import Prompt
-from models.finetune.lora import TrainingPair
+from models.base import Prompt, TrainingPair
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,18 @@ class JsonlTask:
         with path.open(encoding="utf-8") as f:
             for line_number, line in enumerate(f, start=1):
                 if line.strip():
-                    examples.append(_example(line, split, len(examples), f"{path}, line {line_number}"))
+                    example = _example(line, split, len(examples), f"{path}, line {line_number}")
+                    self._check_target(example, f"{path}, line {line_number}")
+                    examples.append(example)
         return examples
+
+    def _check_target(self, example: Example, where: str) -> None:
+        """The mr scorer needs MR targets: a bad one fails here, before any training or generation."""
+        if self.scorer == "mr":
+            try:
+                mr.parse_mr(example.target)
+            except mr.MRParseError as err:
+                raise DataError(f"{where}: --jsonl-scorer mr needs a meaning representation as the answer; {err}") from err
 
     def prompt(self, example: Example) -> Prompt:
         turns = tuple(Message(m["role"], m["content"]) for m in example.fields.get("messages", ()))

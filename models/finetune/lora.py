@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from models.base import TrainingPair  # noqa: F401 (re-exported: callers build pairs from here too)
 from models.errors import ConfigError
 from models.finetune.recipe import LoraRecipe, validate_recipe
 from models.pricing import detect_hardware
@@ -39,14 +40,6 @@ from models.weights import cache_root
 TRAINER_VERSION = 2  # bump when a change to this file changes the adapters it produces
 IGNORE = -100  # label id that the loss skips
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "recipe.json", "train_info.json")
-
-
-@dataclass(frozen=True)
-class TrainingPair:
-    """One supervised example: the evaluation prompt text and the answer that should follow it."""
-
-    prompt: str
-    completion: str
 
 
 @dataclass(frozen=True)
@@ -425,8 +418,9 @@ def _checkpoint(partial: Path, model, optimizer, schedule, progress: _Progress, 
     save_file(_lora_weights(model), str(staging / "lora.safetensors"))
     if best_weights is not None:
         save_file(best_weights, str(staging / "best.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "rng": torch.get_rng_state()}, staging / "optimizer.pt")
+    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+               staging / "optimizer.pt")
     (staging / "progress.json").write_text(json.dumps(progress.__dict__))
     final = partial / f"ckpt-{progress.step:06d}"
     staging.rename(final)
@@ -450,6 +444,8 @@ def _resume(partial: Path, model, optimizer, schedule) -> tuple[_Progress, dict[
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") is not None:  # LoRA dropout on GPU draws from the CUDA generators
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         best = load_file(str(latest / "best.safetensors")) if (latest / "best.safetensors").exists() else None
     except Exception as err:  # a damaged checkpoint: start over rather than train from a wrong state
         print(f"ftbench: checkpoint {latest} is unusable ({type(err).__name__}: {err}); training from the start.",

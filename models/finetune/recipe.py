@@ -65,11 +65,19 @@ class LoraRecipe:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LoraRecipe":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown recipe fields {unknown}; known fields: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        """A recipe from JSON-like values; every field is checked against its type, all problems listed at once."""
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        problems = [f"unknown recipe fields {sorted(set(data) - set(defaults))}; known fields: {sorted(defaults)}"
+                    ] if set(data) - set(defaults) else []
+        values = {}
+        for name, value in data.items():
+            if name in defaults:
+                value, problem = _coerce(name, value, defaults[name])
+                values[name] = value
+                problems += [problem] if problem else []
+        if problems:
+            raise ConfigError("invalid LoRA recipe:\n  - " + "\n  - ".join(problems))
+        return cls(**values)
 
     @classmethod
     def from_file(cls, path: Path, base: "LoraRecipe | None" = None) -> "LoraRecipe":
@@ -98,9 +106,26 @@ class LoraRecipe:
         return self.batch_size * self.grad_accum
 
 
+def _coerce(name: str, value: Any, default: Any) -> tuple[Any, str | None]:
+    """`value` in the type of the field's default (ints may stand for floats), or a problem naming both."""
+    if name == "quantization":
+        return value, None if value is None or isinstance(value, str) else f"quantization must be null, '8bit' or '4bit', got {value!r}"
+    if isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return (tuple(value) if ok else value), None if ok else f"{name} must be a list of names, e.g. [\"q_proj\", \"v_proj\"], got {value!r}"
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default)) and not isinstance(value, bool)
+    return value, None if ok else f"{name} must be {type(default).__name__}, got {value!r}"
+
+
 def validate_recipe(recipe: LoraRecipe, *, module_names: Iterable[str] | None, cuda: bool) -> None:
     """Raise ConfigError listing every problem of `recipe` for this model and machine (nothing is loaded yet)."""
-    problems = [f"{name} must be > 0, got {getattr(recipe, name)}"
+    problems = [f"{name} must be > 0, got {getattr(recipe, name)!r}"
                 for name in ("r", "alpha", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum",
                              "max_length") if not getattr(recipe, name) > 0]
     if not 0 <= recipe.dropout < 1:
