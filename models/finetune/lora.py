@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import math
@@ -40,7 +39,6 @@ from models.weights import cache_root
 
 TRAINER_VERSION = 2  # bump when a change to this file changes the adapters it produces
 IGNORE = -100  # label id that the loss skips
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "recipe.json", "train_info.json")
 
 
@@ -236,8 +234,6 @@ def _fit(model, examples, held_out, recipe: LoraRecipe, options: RunOptions, acc
 
     autocast = _autocast(recipe, accelerator.device)
     _warn_if_emulated_bf16(recipe, accelerator.device)
-    if accelerator.device.type == "cpu":
-        _return_freed_tensors_to_the_os()
     started = time.perf_counter() - progress.elapsed_s
     bar = tqdm(total=total_steps, initial=progress.step, desc="LoRA fine-tune", unit="step",
                disable=not options.progress or not accelerator.is_main_process)
@@ -348,21 +344,6 @@ def _autocast(recipe: LoraRecipe, device: torch.device):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if recipe.precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _return_freed_tensors_to_the_os() -> None:
-    """Make glibc serve every allocation above 128 KiB with its own mmap.
-
-    glibc raises its mmap threshold each time a large block is freed, so after a few steps activations come from
-    the heap, whose free space is fragmented by batches of different lengths and never returned: peak RSS grows
-    step after step. A fixed threshold returns each freed activation to the OS at once (about 1 GB less peak RSS
-    for SmolLM2 at batch 8). No effect off glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
-    except (OSError, AttributeError):
-        pass
 
 
 def _warn_if_emulated_bf16(recipe: LoraRecipe, device: torch.device) -> None:
