@@ -123,6 +123,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    from models.precision import native_precision
+
     opt = config.getoption
     tasks = opt("tasks") + (["jsonl"] if opt("jsonl") else [])
     opt_ins = [flag for flag in OPT_IN_MARKERS.values() if opt(flag.lstrip("-").replace("-", "_"))]
@@ -136,4 +138,5 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"openai_base_url={opt('openai_base_url') or os.environ.get('OPENAI_BASE_URL') or 'none'} "
         f"openai_model={opt('openai_model') or os.environ.get('FTBENCH_OPENAI_MODEL') or 'none'} "
         f"openai_epochs={opt('openai_epochs') or 'catalog'} openai_concurrency={opt('openai_concurrency')}",
+        "ftbench: precision auto -> {} ({})".format(*native_precision("auto")),
     ]

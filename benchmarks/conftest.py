@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from benchmarks.data import resolve_data
 from benchmarks.runner import OpenAISettings, PreparedModel, Settings, TrainSettings, prepare_model
 from benchmarks.tasks import Task, get_task
-from models import catalog
+from models import catalog, progress
 from models.pricing import load_prices
+
+
+class _TerminalStream:
+    """A text stream onto pytest's terminal that writes around output capture, so progress shows without `-s`."""
+
+    def __init__(self, config: pytest.Config):
+        self._reporter = config.pluginmanager.get_plugin("terminalreporter")
+        self._capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def isatty(self) -> bool:
+        isatty = getattr(self._reporter, "isatty", False)
+        return bool(isatty() if callable(isatty) else isatty)
+
+    def write(self, text: str) -> int:
+        with self._capture.global_and_fixture_disabled() if self._capture else contextlib.nullcontext():
+            self._reporter.ensure_newline()  # leave the line of test dots; pytest starts a fresh one after us
+            self._reporter.write(text, flush=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Training and generation progress goes to pytest's terminal: one updating line per phase on a TTY, a line
+    per phase start and end elsewhere (CI logs), nothing but warnings under -q. (Not in pytest_configure: the
+    terminal reporter registers itself there, possibly after this conftest.)"""
+    config = session.config
+    if config.pluginmanager.get_plugin("terminalreporter") is None:
+        return
+    stream = _TerminalStream(config)
+    config.stash[_previous_display] = progress.install(
+        progress.Display(stream=stream, live=stream.isatty(), quiet=config.get_verbosity() < 0))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _previous_display in config.stash:
+        progress.install(config.stash[_previous_display])
+
+
+_previous_display = pytest.StashKey[progress.Display]()
 
 
 def _tasks(config: pytest.Config) -> list[str]:

@@ -30,13 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one recipe field, e.g. --set r=8 --set precision=bf16 (repeatable)")
     parser.add_argument("--checkpoint-every", type=int, default=20, metavar="STEPS",
                         help="save a resumable checkpoint every N optimizer steps (0: never)")
-    parser.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
-                        help="keep activations instead of recomputing them: about 20%% faster, about 2 GB more memory "
-                             "for SmolLM2 at batch 8 (default: recompute)")
+    add_memory_arguments(parser)
     parser.add_argument("--yes", action="store_true", help="allow paid work (OpenAI fine-tuning jobs)")
     parser.add_argument("--max-cost", type=float, default=5.0, metavar="USD",
                         help="refuse paid work whose estimate is above this")
     parser.add_argument("--prices", type=Path, default=None, help="price table TOML")
+
+
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    """How training trades memory for compute (none of it changes what the adapter learns)."""
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                        help="recompute activations in the backward pass (default: on CUDA only; on CPU micro-batches "
+                             "bound the memory at no extra compute)")
+    parser.add_argument("--micro-batch-size", type=int, default=None, metavar="N",
+                        help="pairs per forward/backward pass; the gradient stays the whole batch's (default: 4 on CPU "
+                             "without checkpointing, else the whole batch)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices(args.prices),
                         allow_paid=args.yes, max_cost_usd=args.max_cost,
                         train=TrainSettings(checkpoint_every=args.checkpoint_every,
-                                            gradient_checkpointing=args.gradient_checkpointing))
+                                            gradient_checkpointing=args.gradient_checkpointing,
+                                            micro_batch_size=args.micro_batch_size))
     prepared = prepare_model(entry, task, settings)
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch / torchrun, one process reports
         info = {k: v for k, v in (prepared.training or {}).items() if k != "loss_curve"}

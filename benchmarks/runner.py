@@ -43,8 +43,10 @@ class TrainSettings:
 
     checkpoint_every: int = 20
     """Resumable checkpoint every N optimizer steps (0: never)."""
-    gradient_checkpointing: bool = True
-    """Recompute activations in the backward pass: less memory, more compute."""
+    gradient_checkpointing: bool | None = None
+    """Recompute activations in the backward pass (None: the device's default, see models.finetune.lora.RunOptions)."""
+    micro_batch_size: int | None = None
+    """Pairs per forward/backward pass (None: the device's default); the gradient stays the whole batch's."""
     recipe_file: str | None = None
     """JSON of recipe fields overriding every LoRA entry's recipe (pytest --recipe)."""
 
@@ -93,8 +95,9 @@ def prepare_model(entry: CatalogEntry | OpenAIEntry, task: Task, settings: Setti
     adapter = finetune(entry.load_base, entry.base_fingerprint(), training_pairs(task, split.train), entry.recipe,
                        validation=training_pairs(task, split.validation), module_names=entry.module_names(),
                        options=RunOptions(checkpoint_every=settings.train.checkpoint_every, progress=settings.progress,
-                                          gradient_checkpointing=settings.train.gradient_checkpointing))
-    adapter_fingerprint = {"adapter": f"sha256:{adapter.key[:32]}", "recipe": entry.recipe.to_json()}
+                                          gradient_checkpointing=settings.train.gradient_checkpointing,
+                                          micro_batch_size=settings.train.micro_batch_size))
+    adapter_fingerprint = {"adapter": f"sha256:{adapter.key[:32]}", "recipe": adapter.recipe.to_json()}
     training = adapter.info | {"cached": adapter.cached, "train_split": task.train_split, "validation": split.how,
                                "train_fingerprint": fingerprint_rows([e.fields for e in split.train])}
     return PreparedModel(_with_prediction_cache(entry.load(adapter.path, adapter_fingerprint), settings), training)

@@ -6,10 +6,15 @@ import pytest
 
 from benchmarks import thresholds
 from benchmarks.runner import build_record, eval_examples, timed_generate
-from models import catalog
+from models import catalog, progress
 
 
 def test_accuracy(benchmark, pair, settings, task_for, prepared_for, baseline_records, pytestconfig):
+    with progress.labelled("-".join(pair)):  # progress lines name the pair, as the test id does
+        _run_pair(benchmark, pair, settings, task_for, prepared_for, baseline_records, pytestconfig)
+
+
+def _run_pair(benchmark, pair, settings, task_for, prepared_for, baseline_records, pytestconfig):
     task_name, model_name = pair
     task, entry = task_for(task_name), catalog.get(model_name)
     prepared = prepared_for(entry, task)

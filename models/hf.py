@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from models import progress
 from models.base import Completion, GenerationConfig, Prompt, Usage, cut_at_stop  # noqa: F401 (re-exported)
 
 MIN_SHARED_PREFIX = 16  # tokens; below this a shared prefix is not worth a cache copy per batch
@@ -47,8 +48,11 @@ DECODER_VERSION = 2  # bump when a change here can change generated text
 class HFModel:
     """A causal LM from transformers, optionally with a LoRA adapter merged into its weights."""
 
-    def __init__(self, name: str, model, tokenizer, fingerprint: dict[str, Any], *, prefix_reuse: bool = True):
+    def __init__(self, name: str, model, tokenizer, fingerprint: dict[str, Any], *, prefix_reuse: bool = True,
+                 progress: bool = True):
         self.name = name
+        self.progress = progress
+        """Show a phase line / bar while generating (models.progress decides where and how)."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
@@ -88,10 +92,12 @@ class HFModel:
         # Longest first: batches hold similar lengths, and a memory error shows up at once.
         order = sorted(range(len(prompts)), key=lambda i: -len(token_ids[i]))
         results: list[Completion | None] = [None] * len(prompts)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            for i, completion in zip(batch, self._decode_batch([token_ids[i] for i in batch], prefix, config)):
-                results[i] = completion
+        with progress.Phase(f"generating ({self.name})", len(prompts), "item", enabled=self.progress) as bar:
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                for i, completion in zip(batch, self._decode_batch([token_ids[i] for i in batch], prefix, config)):
+                    results[i] = completion
+                bar.update(len(batch))
         return results  # type: ignore[return-value]
 
     def _shared_prefix(self, token_ids: list[list[int]]) -> tuple[int, ...]:

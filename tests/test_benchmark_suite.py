@@ -30,13 +30,20 @@ def test_k_selects_pairs_and_json_holds_the_record(pytester):
     assert lora["cost_usd"]["train"] > 0 and lora["cost_usd"]["eval"] > 0 and lora["cost_usd"]["prices_date"]
     assert lora["latency_s"]["p50"] > 0 and lora["tokens"]["prompt"] > 0
     assert runs[0]["stats"]["rounds"] == 1
+    # Progress reaches the terminal through pytest's capture (no -s); not a TTY here, so a line per phase.
+    result.stdout.re_match_lines([r"ftbench: spider-tiny-random-lora: training a LoRA adapter on \d+ pairs .*"
+                                  r"precision (fp32|bf16) \(auto: CPU: .*\)",
+                                  r"ftbench: spider-tiny-random-lora: LoRA training \((fp32|bf16)\): \d+ steps\.\.\.",
+                                  r"ftbench: spider-tiny-random-lora: LoRA training .*: done, \d+/\d+ steps in .* step/s.*",
+                                  r"ftbench: spider-tiny-random-lora: generating \(tiny-random-lora\): 8 items\.\.\."])
 
 
 def test_failing_threshold_names_everything_and_still_records(pytester):
     thresholds = pytester.path / "thresholds.toml"
     thresholds.write_text('[viggo.fixtures]\n"tiny-random" = 0.99\n')
     result = run(pytester, "-k", "viggo-tiny-random and not lora", "--limit", "4", "--thresholds", str(thresholds),
-                 "--benchmark-json", "out.json")
+                 "--benchmark-json", "out.json", "-q")
+    assert "ftbench: viggo-tiny-random: generating" not in result.stdout.str()  # -q: no progress lines
     result.assert_outcomes(failed=1, deselected=3)
     result.stdout.re_match_lines([r".*viggo x tiny-random on fixtures: function_attributes = 0\.\d+ .*n=4.* below the "
                                   r"threshold 0\.990 set in .*thresholds\.toml \[viggo\.fixtures\.\"tiny-random\"\]"])

@@ -12,7 +12,8 @@ MODULES = [
     "benchmarks.metrics.sql.text", "benchmarks.metrics.sql.compare", "benchmarks.metrics.sql.structure",
     "benchmarks.metrics.sql.synth", "benchmarks.metrics.sql.score", "benchmarks.metrics.sql.verdict",
     "benchmarks.diff", "benchmarks.tasks.base", "models.pricing", "models.base", "models.tokens",
-    "models.prediction_cache", "models.finetune.openai_ft", "models.openai_api",
+    "models.prediction_cache", "models.finetune.openai_ft", "models.openai_api", "models.precision",
+    "models.finetune.lora",
 ]
 
 

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from models.errors import ConfigError
 from models.finetune import lora
 from models.finetune.recipe import TINY, LoraRecipe
 from models.weights import load_tiny_random
@@ -26,7 +27,7 @@ def test_trains_writes_files_and_records(tmp_path):
     assert not adapter.cached
     names = {p.name for p in adapter.path.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "recipe.json", "train_info.json"} <= names
-    assert LoraRecipe.from_json(json.loads((adapter.path / "recipe.json").read_text())) == TINY
+    assert LoraRecipe.from_json(json.loads((adapter.path / "recipe.json").read_text())) == TINY.resolved()  # never "auto"
     info = adapter.info
     assert info["steps"] == TINY.max_steps and math.isfinite(info["loss_last"])
     assert info["wall_s"] > 0 and info["real_tokens"] > 0 and 0 <= info["padding_fraction"] < 1
@@ -86,3 +87,37 @@ def test_trained_adapter_loads_and_generates(tmp_path):
     model = get("tiny-random-lora").load(adapter.path, {"adapter": adapter.key})
     out = model.generate([Prompt(text=PAIRS[0].prompt)], GenerationConfig(max_new_tokens=4, stop=()))
     assert len(out) == 1 and model.fingerprint()["adapter"] == adapter.key
+
+
+@pytest.mark.parametrize("micro", [1, 3, 4])
+def test_passes_of_a_batch_add_up_to_the_whole_batchs_gradient(micro):
+    """Micro-batching bounds memory without changing the math: token-weighted pass losses sum to the batch loss."""
+    model, tokenizer, _ = load_tiny_random()
+    examples, _ = lora._tokenize(tokenizer, PAIRS[:7], TINY)  # 7 pairs: the last pass is short
+
+    def gradients(passes):
+        model.zero_grad()
+        labelled = sum(lora._labelled_tokens(e) for e in examples)
+        total = 0.0
+        for chunk in passes:
+            loss = lora.completion_loss(model, **lora._collate(chunk, tokenizer.pad_token_id), reduction="sum") / labelled
+            loss.backward()
+            total += loss.item()
+        return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    whole_loss, whole = gradients([examples])
+    split_loss, split = gradients([examples[i : i + micro] for i in range(0, len(examples), micro)])
+    with torch.no_grad():
+        reference = lora.completion_loss(model, **lora._collate(examples, tokenizer.pad_token_id))
+    assert whole_loss == pytest.approx(reference.item(), rel=1e-5) and split_loss == pytest.approx(whole_loss, rel=1e-5)
+    assert whole.keys() == split.keys()
+    assert all(torch.allclose(whole[n], split[n], rtol=1e-4, atol=1e-6) for n in whole)
+
+
+def test_cpu_default_trains_in_passes_without_recomputation(tmp_path):
+    checkpointing, micro = lora.memory_plan(lora.RunOptions(), dataclasses.replace(TINY, batch_size=8), cuda=False)
+    assert (checkpointing, micro) == (False, 4)
+    explicit = lora.RunOptions(gradient_checkpointing=True, micro_batch_size=16)
+    assert lora.memory_plan(explicit, dataclasses.replace(TINY, batch_size=8), cuda=False) == (True, 8)
+    with pytest.raises(ConfigError, match="micro_batch_size must be >= 1"):
+        lora.memory_plan(lora.RunOptions(micro_batch_size=-1), TINY, cuda=False)

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import ConfigError
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from models.precision import PRECISIONS
 QUANTIZATIONS = (None, "8bit", "4bit")
 
 
@@ -49,8 +48,10 @@ class LoraRecipe:
     """Pairs longer than this many tokens are cut from the right; pairs left without an answer token are dropped."""
     loss_on_prompt: bool = False
     """False: loss on the completion only (usually better). True: the seed's loss over prompt and completion."""
-    precision: str = "fp32"
-    """Compute precision under autocast: 'fp32', 'bf16' (CPUs with AMX/AVX512-BF16, Ampere+ GPUs) or 'fp16' (GPU)."""
+    precision: str = "auto"
+    """Compute precision under autocast: 'auto' (what the device computes natively: bf16 on Ampere+ GPUs and CPUs
+    with AMX/AVX512-BF16, fp16 on older GPUs, else fp32; see models.precision), or 'fp32', 'bf16', 'fp16' (GPU).
+    Adapters, cache keys and records hold the resolved value, never 'auto'."""
     quantization: str | None = None
     """Base weights loaded in '8bit' or '4bit' (bitsandbytes, CUDA only), or None for full precision."""
     eval_every: int = 0
@@ -101,6 +102,14 @@ class LoraRecipe:
                 data[key.strip()] = value
         return LoraRecipe.from_json(data)
 
+    def resolved(self, device: str = "auto") -> "LoraRecipe":
+        """This recipe with precision='auto' replaced by what `device` ('cpu', 'cuda', 'auto') computes natively."""
+        from models.precision import resolve
+
+        if self.precision != "auto":  # explicit (or invalid: validate_recipe reports it with the rest)
+            return self
+        return dataclasses.replace(self, precision=resolve("auto", device).precision)
+
     @property
     def effective_batch(self) -> int:
         return self.batch_size * self.grad_accum
@@ -137,7 +146,7 @@ def validate_recipe(recipe: LoraRecipe, *, module_names: Iterable[str] | None, c
     if recipe.quantization and not cuda:
         problems.append(f"quantization={recipe.quantization!r} needs a CUDA GPU (bitsandbytes); use quantization=null on CPU")
     if recipe.precision == "fp16" and not cuda:
-        problems.append("precision='fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on CPU")
+        problems.append("precision='fp16' needs a CUDA GPU; use 'auto' or 'fp32' on CPU")
     if recipe.early_stopping_patience < 0 or recipe.eval_every < 0:
         problems.append("eval_every and early_stopping_patience must be >= 0")
     if recipe.early_stopping_patience and not recipe.eval_every:
@@ -154,16 +163,17 @@ def validate_recipe(recipe: LoraRecipe, *, module_names: Iterable[str] | None, c
         raise ConfigError("invalid LoRA recipe:\n  - " + "\n  - ".join(problems))
 
 
-# The default for the embedded SmolLM2 on CPU: all linear layers, a high learning rate, a step cap; bf16 autocast
-# (1.4x the fp32 speed on CPUs with AMX/AVX512-BF16) and no LoRA dropout (peft then keeps no dropped copy of every
-# adapted layer's input: about 1 GB less at batch 8). On a CPU without native bf16, set precision=fp32.
-SMOLLM2_CPU = LoraRecipe(dropout=0.0, precision="bf16")
+# The default for the embedded SmolLM2 on CPU: all linear layers, a high learning rate, a step cap; precision auto
+# (bf16 autocast on CPUs with AMX/AVX512-BF16, 1.4x their fp32 speed; fp32 elsewhere, where bf16 is emulated and
+# ~38x slower) and no LoRA dropout (peft then keeps no dropped copy of every adapted layer's input: about 1 GB less
+# at batch 8).
+SMOLLM2_CPU = LoraRecipe(dropout=0.0)
 
 # Mechanics only: tiny-random models train a handful of steps.
 TINY = LoraRecipe(r=4, alpha=8, max_steps=4, batch_size=4, warmup_steps=1, max_length=1024)
 
 # The seed's recipe (samlhuillier/spider-sql-finetune): Code Llama 34B in 8-bit, r=8 on the attention projections,
-# effective batch 128, 400 steps, loss over the whole text, fp16.
+# effective batch 128, 400 steps, loss over the whole text, fp16 (the seed's explicit choice, kept for fidelity).
 SEED_CODELLAMA = LoraRecipe(
     r=8, alpha=16, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), learning_rate=3e-4,
     warmup_steps=100, epochs=1000.0, max_steps=400, batch_size=8, grad_accum=16, max_length=512,
