@@ -18,7 +18,8 @@ Shape (schema 1):
      "tokens": {"prompt": ..., "completion": ...},
      "cost_usd": {"train": ..., "eval": ..., "per_1k_requests": ..., "prices_date": "...", "pricing": {...}},
      "training": {...} | null,   # wall_s, tokens, steps, hardware, loss: see models.finetune
-     "machine": {"hardware": ..., "platform": ..., "torch": ..., "transformers": ...},
+     "machine": {"hardware": ..., "platform": ..., "torch": ..., "transformers": ...,
+                 "precision_auto": "fp32", "precision_reason": "CPU: AVX2, no AMX/AVX512-BF16: ..."},
      "threshold": {"value": 0.2, "file": "fixtures/thresholds.toml", "key": "spider.fixtures.smollm2-135m-lora"}}
 """
 
@@ -73,5 +74,9 @@ def machine_info(hardware_description: str, hardware_key: str) -> dict[str, str]
     import torch
     import transformers
 
+    from models.precision import native_precision
+
+    auto, why = native_precision("auto")
     return {"hardware": hardware_description, "hardware_key": hardware_key, "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "precision_auto": auto, "precision_reason": why}

@@ -58,6 +58,10 @@ class Entry:
     p50_s: float | None
     p95_s: float | None
     metrics: tuple[MetricRow, ...]
+    train_precision: str | None = None
+    """The precision a LoRA adapter was trained in (resolved from 'auto'); None for base and API models."""
+    machine: str = ""
+    """Hardware and what precision 'auto' resolved to there (records before the precision rule: hardware only)."""
 
     @property
     def label(self) -> str:
@@ -107,7 +111,14 @@ def _entry(run: str, record: dict[str, Any]) -> Entry:
         p50_s=_number(latency.get("p50")),
         p95_s=_number(latency.get("p95")),
         metrics=metrics,
+        train_precision=((record.get("training") or {}).get("precision") or None),
+        machine=_machine(record.get("machine") or {}),
     )
+
+
+def _machine(machine: dict[str, Any]) -> str:
+    auto = f" (precision auto -> {machine['precision_auto']})" if machine.get("precision_auto") else ""
+    return f"{machine.get('hardware', 'unknown hardware')}{auto}"
 
 
 def _metric_row(name: str, metric: Any) -> MetricRow:
@@ -167,7 +178,8 @@ def render_markdown(entries: Sequence[Entry], runs: Sequence[str], plots: bool =
         (*lead, "task", "model", "metric", "accuracy [95% CI]", "train cost", "eval cost / 1K requests",
          "latency p50 / p95", "n"),
         [((e.run,) if several else ()) + (e.task, e.model, e.metric, _with_interval(e.accuracy, e.ci95),
-          _usd(e.train_usd), _usd(e.eval_per_1k_usd), f"{_seconds(e.p50_s)} / {_seconds(e.p95_s)}",
+          _usd(e.train_usd) + (f" ({e.train_precision})" if e.train_precision else ""), _usd(e.eval_per_1k_usd),
+          f"{_seconds(e.p50_s)} / {_seconds(e.p95_s)}",
           "–" if e.n is None else str(e.n)) for e in entries],
     )
     per_metric = _table(
@@ -175,7 +187,9 @@ def render_markdown(entries: Sequence[Entry], runs: Sequence[str], plots: bool =
         [((e.run,) if several else ()) + (e.task, e.model, m.name, _with_interval(m.value, m.ci95),
           "–" if m.n is None else f"{m.correct} / {m.n}") for e in entries for m in e.metrics],
     )
+    machines = sorted({e.machine for e in entries if e.machine})
     lines = ["# ftbench report", "", "Runs: " + ", ".join(f"`{r}`" for r in runs), "",
+             *(["Machines: " + "; ".join(machines), ""] if machines else []),
              "## Comparison", "", *comparison, "",
              "Latency is per example; eval cost is per 1K requests at the recorded price table.", "",
              "## Every metric", "", *per_metric]

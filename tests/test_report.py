@@ -112,3 +112,15 @@ def test_missing_matplotlib_names_the_extra(run_file, tmp_path, monkeypatch, cap
     assert report.main([str(run_file), "--out", str(tmp_path / "out")]) == 2
     assert "pip install 'ftbench[plots]'" in capsys.readouterr().err
     assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_report_names_the_machines_and_each_adapters_precision(tmp_path):
+    lora = make_record("spider", "smollm2-135m-lora", 22)
+    lora["training"] = {"precision": "fp32"}
+    lora["machine"] |= {"precision_auto": "fp32", "precision_reason": "CPU: AVX2, no AMX/AVX512-BF16"}
+    amx = make_record("viggo", "smollm2-135m-lora", 25) | {"machine": {"hardware": "cpu: Xeon", "precision_auto": "bf16"}}
+    amx["training"] = {"precision": "bf16"}
+    markdown = report.render_markdown(report.entries_from([write_run(tmp_path / "r.json", lora, amx)]), ["r.json"],
+                                      plots=False)
+    assert "Machines: cpu: 2 cores (precision auto -> fp32); cpu: Xeon (precision auto -> bf16)" in markdown
+    assert "| $0.05 (fp32) |" in markdown and "| $0.05 (bf16) |" in markdown

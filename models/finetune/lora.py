@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
 from models import precision, progress
 from models.base import TrainingPair  # noqa: F401 (re-exported: callers build pairs from here too)
 from models.errors import ConfigError
@@ -267,7 +268,7 @@ def _fit(model, examples, held_out, recipe: LoraRecipe, options: RunOptions, acc
         next(batches)
 
     autocast = _autocast(recipe, accelerator.device)
-    _, micro = memory_plan(options, recipe, accelerator.device.type == "cuda")
+    checkpointing, micro = memory_plan(options, recipe, accelerator.device.type == "cuda")
     started = time.perf_counter() - state.elapsed_s
     bar = progress.Phase(f"LoRA training ({recipe.precision})", total_steps, "step", initial=state.step,
                          enabled=options.progress and accelerator.is_main_process)
@@ -301,7 +302,8 @@ def _fit(model, examples, held_out, recipe: LoraRecipe, options: RunOptions, acc
     model.eval()
     if recipe.early_stopping_patience and best_weights is not None:
         _set_lora_weights(accelerator.unwrap_model(model), best_weights)
-    return _training_info(state, recipe, total_steps, len(examples), world)
+    return _training_info(state, recipe, total_steps, len(examples), world) | {
+        "gradient_checkpointing": checkpointing, "micro_batch_size": micro}
 
 
 def _optimizer_step(model, optimizer, schedule, batches, recipe, accelerator, autocast, pad_id, state, params,
