@@ -121,3 +121,10 @@ def test_cpu_default_trains_in_passes_without_recomputation(tmp_path):
     assert lora.memory_plan(explicit, dataclasses.replace(TINY, batch_size=8), cuda=False) == (True, 8)
     with pytest.raises(ConfigError, match="micro_batch_size must be >= 1"):
         lora.memory_plan(lora.RunOptions(micro_batch_size=-1), TINY, cuda=False)
+
+
+def test_validation_loss_uses_at_most_max_validation_pairs(tmp_path):
+    validation = [lora.TrainingPair(f"Q: {i}?\nA: ", str(i)) for i in range(lora.MAX_VALIDATION_PAIRS + 40)]
+    adapter = lora.finetune(load_tiny_random, BASE, PAIRS, dataclasses.replace(TINY, max_steps=1),
+                            validation=validation, options=lora.RunOptions(cache_dir=tmp_path, progress=False))
+    assert adapter.info["validation_pairs"] == lora.MAX_VALIDATION_PAIRS and len(adapter.info["validation"]) == 1
