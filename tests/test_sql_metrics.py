@@ -429,3 +429,14 @@ def test_bad_predictions_are_wrong_verdicts_under_every_metric(database: Path, p
     assert all(verdict and not verdict.correct and verdict.reason for verdict in verdicts.values()), verdicts
     assert re.match(r"(empty prediction|syntax error|denied|multiple statements|text differs|structure differs)",
                     verdicts["structural"].reason)
+
+
+@pytest.mark.parametrize("depth", [50, 120, 400])
+def test_a_runaway_nested_prediction_is_a_wrong_verdict_not_a_crash(depth):
+    """A small model's runaway output (found on real Spider data): sqlglot's recursive parser cannot follow it."""
+    pred = "SELECT name FROM head WHERE age IN " + "(" * depth + "1" + ")" * depth
+    verdicts = score_sql("SELECT name FROM head WHERE age > 56", pred, db_path=None,
+                         context="CREATE TABLE head (age INTEGER, name VARCHAR)")
+    assert verdicts["structural"] == Verdict(False, verdicts["structural"].reason)
+    assert "nested too deeply" in verdicts["structural"].reason or "syntax error" in verdicts["structural"].reason
+    assert verdicts["exact"].correct is False and verdicts["execution_synth"].correct is False

@@ -121,4 +121,6 @@ def score_sql(
             verdicts[name] = call()
         except IncompleteSchemaError:
             verdicts[name] = None
+        except RecursionError:  # a tree that parsed but is too deep to walk (the gold parsed and ran: it is the pred)
+            verdicts[name] = Verdict(False, f"prediction nested too deeply to score ({pred.count('(')} parentheses)")
     return verdicts

@@ -141,8 +141,12 @@ def strip_distinct(sql: str) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def parse_query(sql: str) -> exp.Expression:
-    """sqlglot tree of one statement (cached: callers must not mutate it). Raises sqlglot's ParseError/TokenError."""
-    tree = sqlglot.parse_one(sql, read=DIALECT)
+    """sqlglot tree of one statement (cached: callers must not mutate it). Raises sqlglot's ParseError/TokenError,
+    also for SQL nested deeper than sqlglot's recursive parser can follow (a runaway model writes `((((...`)."""
+    try:
+        tree = sqlglot.parse_one(sql, read=DIALECT)
+    except RecursionError:
+        raise sqlglot.errors.ParseError(f"nested too deeply to parse ({sql.count('(')} parentheses)") from None
     if tree is None:
         raise sqlglot.errors.ParseError(f"no statement in {sql!r}")
     return tree
