@@ -13,6 +13,9 @@ from models import catalog, progress
 from models.pricing import load_prices
 
 
+_previous_display = pytest.StashKey[progress.Display]()  # the display to restore when the session ends
+
+
 class _TerminalStream:
     """A text stream onto pytest's terminal that writes around output capture, so progress shows without `-s`."""
 
@@ -50,8 +53,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _previous_display in config.stash:
         progress.install(config.stash[_previous_display])
 
-
-_previous_display = pytest.StashKey[progress.Display]()
 
 
 def _tasks(config: pytest.Config) -> list[str]:

@@ -165,7 +165,7 @@ def validate_recipe(recipe: LoraRecipe, *, module_names: Iterable[str] | None, c
 
 # The default for the embedded SmolLM2 on CPU: all linear layers, a high learning rate, a step cap; precision auto
 # (bf16 autocast on CPUs with AMX/AVX512-BF16, 1.4x their fp32 speed; fp32 elsewhere, where bf16 is emulated and
-# ~38x slower) and no LoRA dropout (peft then keeps no dropped copy of every adapted layer's input: about 1 GB less
+# ~57x slower for a matmul on an AVX2 EPYC) and no LoRA dropout (peft then keeps no dropped copy of every adapted layer's input: about 1 GB less
 # at batch 8).
 SMOLLM2_CPU = LoraRecipe(dropout=0.0)
 
