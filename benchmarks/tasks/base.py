@@ -26,10 +26,18 @@ class Example:
 
 @dataclass(frozen=True)
 class Score:
-    """One item's outcomes: True/False per metric (None when it cannot be scored), plus reasons for failures."""
+    """One item's outcomes: True/False per metric (None when it cannot be scored), plus reasons for failures.
+
+    A metric that could not be computed because something other than the prediction failed (the scorer raised, the
+    gold query failed, the database cannot be opened) has outcome None and its reason in `errors`: an error is
+    recorded and gated, never counted as a wrong answer.
+    """
 
     outcomes: dict[str, bool | float | None]
     reasons: dict[str, str] = field(default_factory=dict)
+    """metric -> why the prediction is wrong (or a caveat on a right one)."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """metric -> why it could not be scored ('scorer error: RecursionError ...', 'gold query failed: ...')."""
 
 
 class Task(Protocol):
