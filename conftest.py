@@ -6,6 +6,7 @@ Kept light: a bare `pytest` (the harness's own tests) loads this too, so nothing
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -21,6 +22,27 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
     return value
 
 
@@ -87,8 +109,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--openai-epochs", type=_positive_int, default=None, metavar="N",
                     help="epochs of OpenAI fine-tuning jobs (default: per task in the catalog, the seed's "
                          "spider=3, viggo=2; other tasks OpenAI's auto rule)")
-    group.addoption("--openai-concurrency", type=_positive_int, default=8, metavar="N",
-                    help="chat requests in flight at once (default: 8)")
+    group.addoption("--openai-concurrency", type=_positive_int, default=None, metavar="N",
+                    help="chat requests in flight at once (default: 8 for api.openai.com, 2 for any other server; "
+                         "raise it for vLLM)")
+    group.addoption("--openai-timeout", type=_positive_seconds, default=60.0, metavar="SECONDS",
+                    help="seconds per attempt of a chat request before it is abandoned and retried (default: 60)")
+    group.addoption("--openai-max-retries", type=_non_negative_int, default=5, metavar="N",
+                    help="retries of a chat request after a 429, 5xx, timeout or malformed answer (default: 5)")
+    group.addoption("--max-error-rate", type=_rate, default=0.0, metavar="RATE",
+                    help="fail a benchmark when more than this share of items (0-1) got an error (request failed, "
+                         "malformed answer, scorer error) instead of an answer and a score (default: 0)")
     group.addoption("--run-gpu", action="store_true", help="run tests marked gpu (needs CUDA)")
     group.addoption("--run-paid", action="store_true", help="run tests marked paid (spends money; needs OPENAI_API_KEY)")
     group.addoption("--run-slow", action="store_true", help="run tests marked slow (minutes of CPU work)")

@@ -84,11 +84,13 @@ def _marks(model_name: str, config: pytest.Config) -> list[pytest.MarkDecorator]
 def settings(pytestconfig: pytest.Config) -> Settings:
     opt = pytestconfig.getoption
     openai = OpenAISettings(base_url=opt("openai_base_url"), model=opt("openai_model"), epochs=opt("openai_epochs"),
-                            max_concurrency=opt("openai_concurrency"))
+                            max_concurrency=opt("openai_concurrency"), timeout_s=opt("openai_timeout"),
+                            max_retries=opt("openai_max_retries"))
     return Settings(data=resolve_data(opt("data")), limit=opt("limit"), prices=load_prices(opt("prices")),
                     batch_size=opt("batch_size"), max_new_tokens=opt("max_new_tokens"),
                     allow_paid=opt("run_paid"), max_cost_usd=opt("max_cost"),
-                    prediction_cache=not opt("no_prediction_cache"), openai=openai,
+                    prediction_cache=not opt("no_prediction_cache"), max_error_rate=opt("max_error_rate"),
+                    openai=openai,
                     train=TrainSettings(recipe_file=str(opt("recipe")) if opt("recipe") else None))
 
 

@@ -12,13 +12,18 @@ Gating (`GateRules`; every limit is an option of `ftbench diff`):
                --min-drop percentage points
     latency    per-example latency p50 rose by more than --max-latency-increase percent
     cost       eval cost per 1K requests, or train cost, rose by more than --max-cost-increase percent
+    errors     a pair whose new run has failed items (an outage, timeouts, malformed answers, scorer errors) is
+               marked ERRORS and not judged: its accuracy covers only the answered items, so it is no evidence of a
+               regression, and no evidence of its absence either
 
 Exit codes:
     0  no regression (flags, added and removed pairs are reported but do not fail)
-    1  at least one regression
+    1  at least one regression, and no pair with errors
     2  unusable input: a file that cannot be read, is not JSON, is not pytest-benchmark JSON, holds no ftbench
-       record or records of another schema version, holds one (task, model) twice; two runs with no pair in
+       record or records of an unknown schema version, holds one (task, model) twice; two runs with no pair in
        common; an --output equal to an input; a bad gating option
+    3  at least one pair of the new run has errors (rerun it when the cause is fixed); regressions of other pairs
+       are listed too
 """
 
 from __future__ import annotations
@@ -34,17 +39,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import SCHEMA
+from benchmarks.record import READABLE_SCHEMAS, SCHEMA, errors_of
 from models.errors import ConfigError
 
-EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE, EXIT_ERRORS = 0, 1, 2, 3
 
 EXIT_CODES_HELP = """\
 exit codes:
   0  no regression (flags, added and removed pairs are reported but do not fail)
-  1  at least one regression under the gating rules
-  2  unusable input: unreadable, not JSON, not pytest-benchmark JSON, no ftbench record, another record
+  1  at least one regression under the gating rules, and no pair with errors
+  2  unusable input: unreadable, not JSON, not pytest-benchmark JSON, no ftbench record, an unknown record
      schema version, a (task, model) recorded twice, no pair in common, or --output equal to an input
+  3  the new run has errors (failed requests or scorers) in at least one pair: not judged, rerun it
 """
 
 Pair = tuple[str, str]
@@ -165,9 +171,10 @@ def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pai
 
 
 def _checked_pair(record: dict[str, Any], where: str) -> Pair:
-    if record["schema"] != SCHEMA:
+    if record["schema"] not in READABLE_SCHEMAS:
         raise DiffInputError(
-            f"{where}: record schema {record['schema']!r}, but this ftbench reads schema {SCHEMA}; "
+            f"{where}: record schema {record['schema']!r}, but this ftbench reads schemas "
+            f"{', '.join(map(str, READABLE_SCHEMAS))} (it writes {SCHEMA}); "
             f"re-run the benchmarks with this version, or diff with the ftbench version that wrote the file"
         )
     task, model = record.get("task"), record.get("model")
@@ -325,6 +332,10 @@ class PairDiff:
     cost_train: Change
     cost_eval: Change
     cost_per_1k: Change
+    error_rate: Change = Change(0.0, 0.0)
+    """Share of items that failed (no answer or no score), old -> new."""
+    errors: list[str] = field(default_factory=list)
+    """The new run's failures, when it has any: the pair is then not judged."""
     regressions: list[str] = field(default_factory=list)
     """Why this pair fails the gate, one sentence each; empty when it passes."""
     flags: list[str] = field(default_factory=list)
@@ -336,7 +347,7 @@ class PairDiff:
 
     @property
     def status(self) -> str:
-        return "regression" if self.regressions else "flagged" if self.flags else "ok"
+        return "errors" if self.errors else "regression" if self.regressions else "flagged" if self.flags else "ok"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -351,6 +362,8 @@ class PairDiff:
                 "eval": self.cost_eval.to_json(),
                 "per_1k_requests": self.cost_per_1k.to_json(),
             },
+            "error_rate": self.error_rate.to_json(),
+            "errors": list(self.errors),
             "regressions": list(self.regressions),
             "flags": list(self.flags),
         }
@@ -378,11 +391,19 @@ class RunDiff:
         return [f"{p.task} / {p.model}: {f}" for p in self.pairs for f in p.flags]
 
     @property
+    def errors(self) -> list[str]:
+        return [f"{p.task} / {p.model}: {e}" for p in self.pairs for e in p.errors]
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_REGRESSION if self.regressions else EXIT_OK
+        return EXIT_ERRORS if self.errors else EXIT_REGRESSION if self.regressions else EXIT_OK
 
     @property
     def verdict(self) -> str:
+        if self.errors:
+            errored = sum(bool(p.errors) for p in self.pairs)
+            return (f"ERRORS in {errored} of {len(self.pairs)} pairs (not judged)"
+                    + (f"; {len(self.regressions)} regression(s) elsewhere" if self.regressions else ""))
         if not self.regressions:
             return f"no regression ({len(self.pairs)} pairs compared)"
         regressed = sum(bool(p.regressions) for p in self.pairs)
@@ -391,7 +412,7 @@ class RunDiff:
     def to_json(self) -> dict[str, Any]:
         return _finite({
             "format": "ftbench-diff/1",
-            "verdict": "regression" if self.regressions else "ok",
+            "verdict": "errors" if self.errors else "regression" if self.regressions else "ok",
             "exit_code": self.exit_code,
             "old": self.old.to_json(),
             "new": self.new.to_json(),
@@ -399,6 +420,7 @@ class RunDiff:
             "pairs": [p.to_json() for p in self.pairs],
             "added": [{"task": t, "model": m} for t, m in self.added],
             "removed": [{"task": t, "model": m} for t, m in self.removed],
+            "errors": self.errors,
             "regressions": self.regressions,
             "flags": self.flags,
         })
@@ -432,8 +454,19 @@ def diff_records(old: dict[str, Any], new: dict[str, Any], rules: GateRules = Ga
         cost_train=_change(old, new, "cost_usd", "train"),
         cost_eval=_change(old, new, "cost_usd", "eval"),
         cost_per_1k=_change(old, new, "cost_usd", "per_1k_requests"),
+        error_rate=Change(errors_of(old)["rate"], errors_of(new)["rate"]),
     )
+    failures = _error_lines(errors_of(new))
+    if failures:  # an outage or a broken scorer: the numbers describe part of the run, so they are not judged
+        return replace(draft, errors=failures, flags=_flags(old, new, draft))
     return replace(draft, regressions=_regressions(draft, rules), flags=_flags(old, new, draft))
+
+
+def _error_lines(errors: dict[str, Any]) -> list[str]:
+    if not errors["count"]:
+        return []
+    first = "; ".join(f"{e['id']} {e['stage']}: {e['reason']}" for e in errors["first"][:3])
+    return [f"{errors['count']} items failed ({errors['rate']:.1%}): {errors['by_reason']}; first: {first}"]
 
 
 def diff_files(
@@ -623,6 +656,8 @@ def format_row(pair: PairDiff) -> str:
         f"latency p50 {_arrow(pair.latency_p50, _seconds)}, p95 {_arrow(pair.latency_p95, _seconds)}",
         f"eval per 1K requests {_arrow(pair.cost_per_1k, _usd)}, train {_arrow(pair.cost_train, _usd)}",
     ]
+    if pair.errors:
+        parts.append("ERRORS: " + "; ".join(pair.errors))
     if pair.regressions:
         parts.append("REGRESSION: " + "; ".join(pair.regressions))
     if pair.flags:
@@ -631,7 +666,7 @@ def format_row(pair: PairDiff) -> str:
 
 
 TABLE_HEADER = ("task", "model", "metric", "accuracy", "change", "paired (lost/gained, p)",
-                "latency p50", "latency p95", "eval $/1K req", "train $", "status")
+                "latency p50", "latency p95", "eval $/1K req", "train $", "errors", "status")
 
 
 def _cells(pair: PairDiff, arrow: str) -> tuple[str, ...]:
@@ -641,7 +676,8 @@ def _cells(pair: PairDiff, arrow: str) -> tuple[str, ...]:
         _arrow(head.value, _percent, arrow, relative=False), _points(head), _paired_text(head.paired),
         _arrow(pair.latency_p50, _seconds, arrow), _arrow(pair.latency_p95, _seconds, arrow),
         _arrow(pair.cost_per_1k, _usd, arrow), _arrow(pair.cost_train, _usd, arrow),
-        pair.status.upper() if pair.regressions else pair.status,
+        _arrow(pair.error_rate, _percent, arrow, relative=False),
+        pair.status.upper() if pair.regressions or pair.errors else pair.status,
     )
 
 
@@ -669,7 +705,7 @@ def format_table(result: RunDiff) -> str:
 
 def format_markdown(result: RunDiff) -> str:
     """For a PR comment: a verdict header, one table, then lists of regressions and flags."""
-    icon = "❌" if result.regressions else "✅"
+    icon = "⚠️" if result.errors else "❌" if result.regressions else "✅"
     rules = result.rules
     lines = [
         f"### {icon} ftbench diff: {result.verdict}",
@@ -677,7 +713,7 @@ def format_markdown(result: RunDiff) -> str:
         f"Old `{_run_label(result.old)}` → new `{_run_label(result.new)}`. "
         f"Gate: accuracy drop > {rules.min_drop} pts "
         f"at p < {rules.alpha} (exact McNemar on shared items), latency p50 > +{rules.max_latency_increase}%, "
-        f"cost > +{rules.max_cost_increase}%.",
+        f"cost > +{rules.max_cost_increase}%; a pair with failed items is not judged (ERRORS).",
         "",
         "| " + " | ".join((*TABLE_HEADER, "other metrics")) + " |",
         "|" + "---|" * (len(TABLE_HEADER) + 1),
@@ -696,6 +732,7 @@ def format_markdown(result: RunDiff) -> str:
 def _lists(result: RunDiff, bullet: str, heading: str = "{}") -> list[str]:
     lines = []
     for title, entries in (
+        ("Errors (not judged: rerun when the cause is fixed)", result.errors),
         ("Regressions", result.regressions),
         ("Flags (not silently compared)", result.flags),
         ("Added (new run only)", [f"{t} / {m}" for t, m in result.added]),
@@ -784,7 +821,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `ftbench diff`; returns the exit code (0 no regression, 1 regression, 2 unusable input)."""
+    """Run `ftbench diff`; returns the exit code (0 no regression, 1 regression, 2 unusable input, 3 errors)."""
     try:
         rules = GateRules(
             alpha=args.alpha,

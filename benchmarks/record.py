@@ -3,16 +3,20 @@
 It is the contract that `ftbench diff`, `ftbench report` and the `--baseline` gate read, so it is versioned
 (`SCHEMA`), holds JSON values only, and is filled before the accuracy assert so a failing test still records.
 
-Shape (schema 1):
+Shape (schema 2; schema 1 records, written before `errors` existed, still load as records without errors):
 
-    {"schema": 1, "task": "spider", "model": "smollm2-135m-lora",
+    {"schema": 2, "task": "spider", "model": "smollm2-135m-lora",
      "data": {"source": "fixtures", "split": "val", "n": 32, "fingerprint": "sha256:..."},
      "model_fingerprint": {"base": ..., "adapter": "sha256:..." | null, "recipe": {...} | null, ...},
-     "metric": "execution", "accuracy": 0.31, "ci95": [0.18, 0.48],
-     "metrics": {"execution": {"value": 0.31, "correct": 10, "n": 32, "ci95": [...]}, ...},
+     "metric": "execution", "accuracy": 0.31, "ci95": [0.18, 0.48],   # over the items that got an answer
+     "metrics": {"execution": {"value": 0.31, "correct": 10, "n": 32, "ci95": [...], "errors": 0}, ...},
      "items": {"val/0000": {"execution": true, "exact": false, ...}, ...},   # per-item outcomes, null = not scored
-     "predictions": {"val/0000": "SELECT ...", ...},
-     "reasons": {"val/0003": {"execution": "syntax error: ..."}, ...},
+     "predictions": {"val/0000": "SELECT ...", "val/0007": null, ...},       # null: no answer (see errors)
+     "reasons": {"val/0003": {"execution": "syntax error: ..."}, ...},        # why an answer is wrong
+     "errors": {"count": 1, "rate": 0.03, "by_reason": {"http 503 after 6 attempts": 1},
+                "first": [{"id": "val/0007", "stage": "generate", "reason": "http 503 after 6 attempts: ..."}],
+                "items": {"val/0007": {"generate": "http 503 ..."}}},          # errors are never scored as wrong
+     "requests": {"endpoint": "http://127.0.0.1:8000/v1", "timeout_s": 60.0, "max_retries": 5, ...} | null,
      "latency_s": {"p50": ..., "p95": ..., "mean": ..., "total": ...},
      "throughput": {"examples_per_s": ..., "completion_tokens_per_s": ...},
      "tokens": {"prompt": ..., "completion": ...},
@@ -25,7 +29,11 @@ Shape (schema 1):
 
 from __future__ import annotations
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+"""Schema 1 lacks `errors` and `requests`: read as a run in which no item failed."""
+FIRST_ERRORS = 5
+"""How many errors a record lists in full (`errors.first`); `errors.items` keeps every one."""
 
 import math
 import platform
@@ -59,15 +67,44 @@ def summarize_metric(values: Sequence[bool | float | None]) -> dict[str, Any]:
     return {"value": mean, "n": n, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
 
 
+def error_summary(item_errors: dict[str, dict[str, str]], n: int) -> dict[str, Any]:
+    """The record's `errors` from {item id: {stage: reason}}; an item with any error counts once.
+
+    >>> summary = error_summary({"val/1": {"generate": "http 503 after 6 attempts: Service Unavailable"}}, 4)
+    >>> summary["count"], summary["rate"], summary["by_reason"]
+    (1, 0.25, {'http 503 after 6 attempts': 1})
+    """
+    by_reason: dict[str, int] = {}
+    first = []
+    for item_id, stages in item_errors.items():
+        for stage, reason in stages.items():
+            kind = reason.split(":")[0]  # 'http 503 after 6 attempts', 'scorer error', 'gold query failed', ...
+            by_reason[kind] = by_reason.get(kind, 0) + 1
+            if len(first) < FIRST_ERRORS:
+                first.append({"id": item_id, "stage": stage, "reason": reason})
+    return {"count": len(item_errors), "rate": len(item_errors) / n if n else 0.0, "by_reason": by_reason,
+            "first": first, "items": item_errors}
+
+
+def errors_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's `errors`, also for schema 1 records (which had none)."""
+    return record.get("errors") or {"count": 0, "rate": 0.0, "by_reason": {}, "first": [], "items": {}}
+
+
 def latency_summary(completions: Sequence[Completion], total_s: float) -> dict[str, Any]:
-    """Per-item latency percentiles of the items generated in this run; when every item came from the prediction
-    cache, of the timings stored with them, labelled so. `total` is this run's wall time either way."""
-    generated = [c.latency_s for c in completions if not c.cached]
-    per_item = generated or [c.latency_s for c in completions]
-    source = "generated" if generated or not completions else "stored timings of cached items"
-    return {"p50": percentile(per_item, 50), "p95": percentile(per_item, 95),
-            "mean": sum(per_item) / len(per_item) if per_item else math.nan, "total": total_s,
-            "source": source, "generated_items": len(generated), "cached_items": len(completions) - len(generated)}
+    """Per-item latency percentiles of the items answered in this run (failed attempts are left out); when every
+    answer came from the prediction cache, of the timings stored with them, labelled so. `total` is this run's wall
+    time either way."""
+    answered = [c for c in completions if c.error is None]
+    generated = [c.latency_s for c in answered if not c.cached]
+    per_item = generated or [c.latency_s for c in answered]
+    source = "generated" if generated or not answered else "stored timings of cached items"
+    if not per_item:  # every item failed: no latency to report (JSON has no NaN)
+        return {"p50": None, "p95": None, "mean": None, "total": total_s, "source": "no item answered",
+                "generated_items": 0, "cached_items": 0, "failed_items": len(completions)}
+    return {"p50": percentile(per_item, 50), "p95": percentile(per_item, 95), "mean": sum(per_item) / len(per_item), "total": total_s,
+            "source": source, "generated_items": len(generated), "cached_items": len(answered) - len(generated),
+            "failed_items": len(completions) - len(answered)}
 
 
 def machine_info(hardware_description: str, hardware_key: str) -> dict[str, str]:

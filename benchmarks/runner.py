@@ -31,8 +31,12 @@ class OpenAISettings:
     """Served model name of the 'openai-compatible' entry (--openai-model; else $FTBENCH_OPENAI_MODEL)."""
     epochs: int | None = None
     """Override of the catalog's per-task epochs for fine-tuning jobs (--openai-epochs)."""
-    max_concurrency: int = 8
-    """Chat requests in flight at once."""
+    max_concurrency: int | None = None
+    """Chat requests in flight at once (--openai-concurrency; None: 8 for OpenAI, 2 for any other server)."""
+    timeout_s: float = 60.0
+    """Seconds per attempt of a chat request (--openai-timeout); an attempt past it is abandoned and retried."""
+    max_retries: int = 5
+    """Retries of a failed chat request (--openai-max-retries): 429, 5xx, timeouts, malformed answers."""
     poll_interval_s: float = 20.0
     """Seconds between status checks of a running fine-tuning job."""
 
@@ -69,6 +73,8 @@ class Settings:
     """Refuse a benchmark whose new paid work (training + evaluation) is estimated above this (--max-cost)."""
     prediction_cache: bool = True
     """Answer repeated API requests from the prediction cache (--no-prediction-cache turns it off)."""
+    max_error_rate: float = 0.0
+    """A benchmark fails when more than this share of its items got an error instead of an answer or a score."""
     openai: OpenAISettings = field(default_factory=OpenAISettings)
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -196,7 +202,8 @@ def _chat_model(entry: OpenAIEntry, model_id: str, base_url: str, fingerprint: d
     from models.openai_api import Endpoint, OpenAIChatModel
     from models.prediction_cache import CachedModel, PredictionCache
 
-    endpoint = Endpoint(model_id, base_url, max_concurrency=settings.openai.max_concurrency)
+    endpoint = Endpoint(model_id, base_url, max_concurrency=settings.openai.max_concurrency,
+                        max_retries=settings.openai.max_retries, timeout_s=settings.openai.timeout_s)
     model = OpenAIChatModel(entry.name, endpoint, fingerprint, price_family=price_family or entry.price_family,
                             progress=settings.progress, http_client_factory=http_client_factory)
     return CachedModel(model, PredictionCache.default()) if settings.prediction_cache else model
@@ -253,11 +260,61 @@ def timed_generate(model: Model, examples: Sequence[Example], task: Task, settin
     return completions, time.perf_counter() - started
 
 
+def score_items(task: Task, examples: Sequence[Example], completions: Sequence[Completion],
+                data: DataSource) -> list[Score]:
+    """Score each answered item under its own guard. An item without an answer is not scored, and a scorer that
+    raises gives that item an error, never a wrong verdict or the end of the run."""
+    scores = []
+    for example, completion in zip(examples, completions, strict=True):
+        if completion.error is not None:
+            scores.append(Score({m: None for m in task.metrics}))
+            continue
+        try:
+            [score] = task.score([example], [completion.text], data)
+        except Exception as err:  # noqa: BLE001 - any scorer failure is this item's error, recorded with its type
+            reason = f"scorer error: {type(err).__name__}: {str(err)[:200]}"
+            score = Score({m: None for m in task.metrics}, errors={m: reason for m in task.metrics})
+        scores.append(score)
+    return scores
+
+
+def item_errors(examples: Sequence[Example], completions: Sequence[Completion],
+                scores: Sequence[Score]) -> dict[str, dict[str, str]]:
+    """{item id: {stage: reason}} for every item that failed: 'generate', or 'score:<metric>'."""
+    found: dict[str, dict[str, str]] = {}
+    for example, completion, score in zip(examples, completions, scores, strict=True):
+        stages = {"generate": completion.error} if completion.error is not None else {}
+        stages |= {f"score:{metric}": reason for metric, reason in score.errors.items()}
+        if stages:
+            found[example.id] = stages
+    return found
+
+
+class ErrorRateExceeded(AssertionError):
+    """Items failed (outage, timeout, malformed answers, scorer errors): the accuracy is not the model's."""
+
+
+def check_error_rate(record: dict[str, Any], max_error_rate: float) -> None:
+    """Raise ErrorRateExceeded, message prefixed 'ERRORS:', when more items failed than --max-error-rate allows."""
+    errors = record["errors"]
+    if errors["count"] and errors["rate"] > max_error_rate:
+        first = "; ".join(f"{e['id']} {e['stage']}: {e['reason']}" for e in errors["first"][:3])
+        where = (record.get("requests") or {}).get("endpoint") or record["model"]
+        raise ErrorRateExceeded(
+            f"ERRORS: {errors['count']} of {record['data']['n']} items of {record['task']} x {record['model']} failed "
+            f"({errors['rate']:.1%} > --max-error-rate {max_error_rate:g}) at {where}; by reason: "
+            f"{errors['by_reason']}; first: {first}. The accuracy covers only the answered items; fix the cause "
+            f"and rerun (answers already received are cached and not asked again).")
+
+
 def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examples: Sequence[Example],
                  completions: Sequence[Completion], scores: Sequence[Score], wall_s: float,
                  settings: Settings) -> dict[str, Any]:
     """The result record (benchmarks.record) for one task x model run."""
     metrics = {m: rec.summarize_metric([s.outcomes.get(m) for s in scores]) for m in task.metrics}
+    failed = item_errors(examples, completions, scores)
+    for m in task.metrics:
+        metrics[m]["errors"] = sum(1 for stages in failed.values() if "generate" in stages or f"score:{m}" in stages)
     headline = next((m for m in (task.headline, *task.metrics) if metrics[m]["n"]), task.headline)
     hardware = detect_hardware()
     prompt_tokens = sum(c.usage.prompt_tokens for c in completions)
@@ -274,12 +331,14 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
                                            "fingerprint": fingerprint_rows([e.fields | {"target": e.target} for e in examples])},
         "model_fingerprint": prepared.model.fingerprint(),
         "metric": headline,
-        "accuracy": metrics[headline]["value"],
+        "accuracy": metrics[headline]["value"],  # over the items with an answer and a score; see errors
         "ci95": metrics[headline]["ci95"],
         "metrics": metrics,
         "items": {e.id: dict(s.outcomes) for e, s in zip(examples, scores)},
-        "predictions": {e.id: c.text for e, c in zip(examples, completions)},
+        "predictions": {e.id: c.text if c.error is None else None for e, c in zip(examples, completions)},
         "reasons": {e.id: s.reasons for e, s in zip(examples, scores) if s.reasons},
+        "errors": rec.error_summary(failed, n),
+        "requests": endpoint.to_json() if (endpoint := getattr(prepared.model, "endpoint", None)) else None,
         "latency_s": rec.latency_summary(completions, wall_s),
         "throughput": {"examples_per_s": n / wall_s if wall_s else None,
                        "completion_tokens_per_s": completion_tokens / wall_s if wall_s else None},

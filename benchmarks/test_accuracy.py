@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import thresholds
-from benchmarks.runner import build_record, eval_examples, timed_generate
+from benchmarks.runner import build_record, check_error_rate, eval_examples, score_items, timed_generate
 from models import catalog, progress
 
 
@@ -24,13 +24,14 @@ def _run_pair(benchmark, pair, settings, task_for, prepared_for, baseline_record
         prepared.model, examples, task, settings,
         runner=lambda fn, *args: benchmark.pedantic(fn, args=args, rounds=1, iterations=1),
     )
-    scores = task.score(examples, [c.text for c in completions], settings.data)
+    scores = score_items(task, examples, completions, settings.data)
     record = build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
     threshold = thresholds.lookup(task.name, settings.data.label, entry.name,
                                   pytestconfig.getoption("thresholds") or thresholds.THRESHOLDS_FILE)
     record["threshold"] = threshold.to_json()
     benchmark.extra_info.update(record)  # before the assert: a failing run still records
 
+    check_error_rate(record, settings.max_error_rate)  # an outage is not an accuracy: it fails on its own terms
     if baseline_records is not None:
         check_against_baseline(baseline_records, record)
     assert record["accuracy"] is not None, f"{task.name} x {entry.name}: no item could be scored ({record['metrics']})"
@@ -48,5 +49,7 @@ def check_against_baseline(baseline_records: dict, record: dict) -> None:
     old = baseline_records.get((record["task"], record["model"]))
     if old is not None:
         pair = diff_records(old, record, GateRules())
+        if pair.errors:  # allowed by --max-error-rate, but a partial run is not compared (as in ftbench diff)
+            progress.warn(f"{record['task']} x {record['model']}: not compared with --baseline: {pair.errors[0]}")
         if pair.regressions:
             pytest.fail(f"regressed against --baseline: {'; '.join(pair.regressions)}\n{format_row(pair)}")

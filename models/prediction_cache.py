@@ -39,7 +39,8 @@ def prediction_cache_dir() -> Path:
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    # surrogatepass: a lone surrogate in a prompt hashes like any other code point (valid text hashes as before)
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def generation_key(model: Model, config: GenerationConfig) -> dict[str, Any]:
@@ -114,7 +115,8 @@ class PredictionCache:
             "format": FORMAT, "key": key, "text": completion.text, "finish_reason": completion.finish_reason,
             "usage": dataclasses.asdict(completion.usage), "latency_s": completion.latency_s,
         }
-        _write_atomic(self.path(model, key), json.dumps(entry, ensure_ascii=False))
+        # ASCII-escaped JSON stores any code point losslessly, lone surrogates from a model's answer included
+        _write_atomic(self.path(model, key), json.dumps(entry))
 
 
 def _completion_from_entry(entry: dict[str, Any], key: str) -> Completion:
@@ -177,6 +179,14 @@ class CachedModel:
         results: list[Completion | None] = [self.cache.get(self.model, k) for k in keys]
         missing = [i for i, r in enumerate(results) if r is None]
         self.last_misses = len(missing)
+        if getattr(self.model, "reports_each_completion", False):  # an API: store each answer as it arrives
+            def store(position: int, completion: Completion) -> None:
+                self.cache.put(self.model, keys[missing[position]], completion)
+
+            fresh = self.model.generate([prompts[i] for i in missing], config, on_completion=store)
+            for i, completion in zip(missing, fresh, strict=True):
+                results[i] = completion
+            return results  # type: ignore[return-value]
         for start in range(0, len(missing), self.save_every):
             chunk = missing[start : start + self.save_every]
             fresh = self.model.generate([prompts[i] for i in chunk], config)

@@ -259,10 +259,10 @@ def test_json_output_has_stable_keys(tmp_path, capsys):
     assert cli(old, new, "--format", "json") == 1
     shown = json.loads(capsys.readouterr().out)
     assert set(shown) == {"format", "verdict", "exit_code", "old", "new", "rules", "pairs", "added", "removed",
-                          "regressions", "flags"}
+                          "errors", "regressions", "flags"}
     pair = shown["pairs"][0]
     assert set(pair) == {"task", "model", "metric", "status", "metrics", "latency_s", "cost_usd",
-                         "regressions", "flags"}
+                         "error_rate", "errors", "regressions", "flags"}
     assert [m["name"] for m in pair["metrics"]] == ["execution", "exact"]
     assert set(pair["metrics"][0]["paired"]) == {"shared", "old_better", "new_better", "old_mean", "new_mean",
                                                  "p_value", "drop_points"}
@@ -295,7 +295,7 @@ def test_output_file_is_written_and_never_an_input(tmp_path, capsys):
     ("this is not json {", "not JSON"),
     (json.dumps({"machine_info": {}, "results": []}), "not pytest-benchmark JSON"),
     (json.dumps([1, 2, 3]), "not pytest-benchmark JSON"),
-    (json.dumps(benchmark_document([make_record(schema=2)])), "record schema 2, but this ftbench reads schema 1"),
+    (json.dumps(benchmark_document([make_record(schema=99)])), "record schema 99, but this ftbench reads schemas 1, 2"),
     (json.dumps(benchmark_document([])), "none of its 0 benchmarks carries an ftbench record"),
     (json.dumps(benchmark_document([make_record(), make_record()])), "recorded twice"),
 ])
@@ -347,3 +347,42 @@ def test_help_shows_defaults_and_exit_codes(capsys):
     for words in ("(default: 0.05)", "(default: 2.0)", "(default: 25.0)", "(default: 10.0)",
                   "0  no regression", "1  at least one regression", "2  unusable input"):
         assert words in shown
+
+
+def outage(record: dict, failed: int) -> dict:
+    """The record of a run in which the first `failed` items got no answer (as benchmarks.runner writes it)."""
+    from benchmarks.record import error_summary
+
+    ids = list(record["items"])[:failed]
+    for item_id in ids:
+        record["items"][item_id] = {"execution": None, "exact": None}
+        record["predictions"][item_id] = None
+    record["errors"] = error_summary({i: {"generate": "http 503 after 6 attempts: Service Unavailable"} for i in ids},
+                                     record["data"]["n"])
+    return record
+
+
+def test_an_outage_is_errors_not_a_regression_and_exits_3(tmp_path, capsys):
+    old = write_run(tmp_path / "old.json", make_record(schema=1))  # schema 1: written before errors existed
+    new = write_run(tmp_path / "new.json", outage(make_record(outcomes=[False] * 40), failed=30))
+    assert cli(old, new) == 3
+    shown = capsys.readouterr().out
+    assert "ERRORS in 1 of 1 pairs (not judged)" in shown and "30 items failed (75.0%)" in shown
+    assert "http 503 after 6 attempts" in shown and "0.0% -> 75.0%" in shown
+    pair = diff_files(old, new).pairs[0]
+    assert pair.status == "errors" and pair.regressions == []
+
+
+def test_errors_in_the_old_run_only_do_not_stop_the_gate(tmp_path):
+    old = write_run(tmp_path / "old.json", outage(make_record(), failed=5))
+    new = write_run(tmp_path / "new.json", make_record(outcomes=[False] * 40))
+    result = diff_files(old, new)
+    assert result.exit_code == 1 and result.pairs[0].error_rate.old == 5 / 40
+
+
+def test_markdown_names_the_errors(tmp_path, capsys):
+    old = write_run(tmp_path / "old.json", make_record())
+    new = write_run(tmp_path / "new.json", outage(make_record(), failed=1))
+    assert cli(old, new, "--format", "markdown") == 3
+    shown = capsys.readouterr().out
+    assert shown.startswith("### ⚠️ ftbench diff: ERRORS") and "**Errors (not judged" in shown
