@@ -22,7 +22,7 @@ def test_k_selects_pairs_and_json_holds_the_record(pytester):
     runs = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
     assert sorted(b["name"] for b in runs) == ["test_accuracy[spider-tiny-random-lora]", "test_accuracy[spider-tiny-random]"]
     lora = next(b["extra_info"] for b in runs if b["name"].endswith("lora]"))
-    assert lora["schema"] == 1 and lora["task"] == "spider" and lora["metric"] == "execution"
+    assert lora["schema"] == 2 and lora["task"] == "spider" and lora["metric"] == "execution"
     assert lora["data"]["n"] == 8 and lora["data"]["fingerprint"].startswith("sha256:")
     assert sorted(lora["items"]) == [f"val/{i:05d}" for i in range(8)]
     assert set(lora["metrics"]) == {"execution", "execution_synth", "structural", "exact"}
