@@ -8,14 +8,16 @@
   stripped by default, floats with a tolerance);
 - ``execution_synth``: agreement on N small databases synthesized from the CREATE TABLE context (``synth``).
 
-A failing prediction (syntax error, denied statement, timeout, too many rows, prose, empty line) is a wrong
-Verdict, never an exception. A failing gold query raises GoldQueryError (a ValueError): the data is bad; its
-subclass IncompleteSchemaError means the CREATE TABLE context lacks a name the gold uses (score_sql: None).
+A failing prediction (syntax error, denied statement, timeout, too many rows, result too large, too long, prose,
+empty line) is a wrong Verdict, never an exception. The metric functions raise GoldQueryError (a ValueError) for a
+failing gold query (its subclass IncompleteSchemaError: the CREATE TABLE context lacks a name the gold uses) and
+UnreadableDatabaseError for a database file sqlite cannot read; ``score_sql`` never raises: it turns those into
+``MetricError(reason)`` (None for IncompleteSchemaError), see ``score``.
 """
 
 from benchmarks.metrics.sql.compare import execution_match, results_equal
-from benchmarks.metrics.sql.sandbox import close_connections, execute
-from benchmarks.metrics.sql.score import METRICS, metric_calls, score_sql
+from benchmarks.metrics.sql.sandbox import Deadline, close_connections, execute
+from benchmarks.metrics.sql.score import METRICS, Outcome, metric_calls, score_sql
 from benchmarks.metrics.sql.structure import query_components, structural_match
 from benchmarks.metrics.sql.synth import (
     build_databases,
@@ -25,13 +27,24 @@ from benchmarks.metrics.sql.synth import (
     synthesized_match,
 )
 from benchmarks.metrics.sql.text import exact_match, normalize_sql
-from benchmarks.metrics.sql.verdict import ExecResult, GoldQueryError, IncompleteSchemaError, Verdict
+from benchmarks.metrics.sql.verdict import (
+    ExecResult,
+    GoldQueryError,
+    IncompleteSchemaError,
+    MetricError,
+    UnreadableDatabaseError,
+    Verdict,
+)
 
 __all__ = [
     "METRICS",
+    "Deadline",
     "ExecResult",
     "GoldQueryError",
     "IncompleteSchemaError",
+    "MetricError",
+    "Outcome",
+    "UnreadableDatabaseError",
     "Verdict",
     "build_databases",
     "close_connections",

@@ -18,8 +18,10 @@ Two results are equal when some reordering of the prediction's columns makes the
   run, COUNT(DISTINCT x) included; ``distinct="keep"`` runs them as written;
 - the prediction runs as written: the official tool's rewrites of ``> =`` into ``>=`` and of MySQL's
   ``YEAR(CURDATE())`` are not applied (they forgive invalid sqlite);
-- a gold query that fails raises GoldQueryError (bad data); a prediction that fails is a wrong Verdict with the
-  sandbox's reason.
+- a gold query that fails raises GoldQueryError (bad data), a database that cannot be read raises
+  UnreadableDatabaseError; a prediction that fails is a wrong Verdict with the sandbox's reason.
+- time: each query stops at ``timeout_s``; the prediction also stops at the row's ``deadline`` when one is given
+  (the gold is not cut short by time the prediction spent: its failure would not be the prediction's).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from benchmarks.metrics.sql.sandbox import execute
-from benchmarks.metrics.sql.text import orders_rows, strip_distinct
+from benchmarks.metrics.sql.sandbox import Deadline, execute
+from benchmarks.metrics.sql.text import orders_rows, strip_distinct, too_long
 from benchmarks.metrics.sql.verdict import ExecResult, GoldQueryError, Verdict
 
 FLOAT_DIGITS = 7
@@ -140,20 +142,24 @@ def execution_match(
     distinct: str = "strip",
     timeout_s: float = 2.0,
     max_rows: int = 100_000,
+    deadline: Deadline | None = None,
 ) -> Verdict:
     """Run gold and prediction on the database file (sandboxed) and compare results as described above.
 
-    Raises FileNotFoundError when db_path does not exist and GoldQueryError when the gold query fails.
+    Raises FileNotFoundError when db_path does not exist, GoldQueryError when the gold query fails and
+    UnreadableDatabaseError when the file is not a readable sqlite database.
     """
     if not pred.strip():
         return Verdict(False, "empty prediction")
+    if reason := too_long(pred):
+        return Verdict(False, reason)
     if not Path(db_path).is_file():
         raise FileNotFoundError(f"database file {db_path} does not exist: check --db DIR/<db_id>/<db_id>.sqlite")
     gold_sql, pred_sql = prepare_pair(gold, pred, distinct)
     gold_result = execute(db_path, gold_sql, timeout_s=timeout_s, max_rows=max_rows)
     if not gold_result.ok:
         raise gold_failed(gold, str(db_path), gold_result.error)
-    pred_result = execute(db_path, pred_sql, timeout_s=timeout_s, max_rows=max_rows)
+    pred_result = execute(db_path, pred_sql, timeout_s=timeout_s, max_rows=max_rows, deadline=deadline)
     if not pred_result.ok:
         return Verdict(False, pred_result.error)
     if results_equal(gold_result.rows or [], pred_result.rows or [], ordered=orders_rows(gold)):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import random
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,9 +42,9 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from benchmarks.metrics.sql.compare import describe_difference, gold_failed, prepare_pair, results_equal
-from benchmarks.metrics.sql.sandbox import Sandbox, open_readonly
-from benchmarks.metrics.sql.text import DIALECT, orders_rows, parse_query
-from benchmarks.metrics.sql.verdict import IncompleteSchemaError, Verdict
+from benchmarks.metrics.sql.sandbox import Deadline, Sandbox, open_readonly
+from benchmarks.metrics.sql.text import DIALECT, orders_rows, parse_query, too_long
+from benchmarks.metrics.sql.verdict import IncompleteSchemaError, UnreadableDatabaseError, Verdict
 
 NUMERIC_AFFINITIES = ("INTEGER", "REAL", "NUMERIC")
 TABLE_SIZES = (3, 6, 10, 15)  # most rows per table, by database index: small ones and ones where counts differ
@@ -153,13 +154,17 @@ def _schema_of_file(resolved: str, _mtime_ns: int) -> str:
             keys = [row[1].lower() for row in info if row[5]]
             columns = tuple((row[1], affinity(row[2] or "")) for row in info)
             tables.append(Table(name, columns, frozenset(keys) if len(keys) == 1 else frozenset()))
+    except sqlite3.Error as error:  # a schema that the header check let through but that cannot be read
+        raise UnreadableDatabaseError(f"{resolved}: {error}") from error
     finally:
         connection.close()
     return schema_to_context(tables)
 
 
 def schema_from_database(db_path: Path) -> str:
-    """CREATE TABLE text (context style, types reduced to their affinity) read from a sqlite file's schema."""
+    """CREATE TABLE text (context style, types reduced to their affinity) read from a sqlite file's schema.
+
+    Raises UnreadableDatabaseError when the file is not a readable sqlite database."""
     resolved = Path(db_path).resolve()
     return _schema_of_file(str(resolved), resolved.stat().st_mtime_ns)
 
@@ -190,11 +195,12 @@ def _literal_value(node: exp.Expression, known_columns: set[str]) -> object | No
             return node.this
         try:
             return int(node.this)
-        except ValueError:
+        except ValueError:  # also an int of more than 4,300 digits
             try:
-                return float(node.this)
+                number = float(node.this)
             except ValueError:
                 return None
+            return number if math.isfinite(number) else None  # 1e999: no range of values straddles it
     if _is_string_identifier(node, known_columns):
         return node.name
     return None
@@ -500,15 +506,18 @@ def synthesized_match(
     timeout_s: float = 2.0,
     max_rows: int = 100_000,
     null_probability: float = 0.0,
+    deadline: Deadline | None = None,
 ) -> Verdict:
     """Correct when the prediction's result equals the gold's (execution_match's comparison) on all databases.
 
     When the gold returns no rows on every database the verdict is still given, with a reason that says it is weak.
     Raises IncompleteSchemaError when the context lacks a table/column the gold uses, GoldQueryError when the gold
-    fails otherwise.
+    fails otherwise. Each query stops at ``timeout_s``; the prediction's runs together stop at ``deadline``.
     """
     if not pred.strip():
         return Verdict(False, "empty prediction")
+    if reason := too_long(pred):
+        return Verdict(False, reason)
     gold_sql, pred_sql = prepare_pair(gold, pred, distinct)
     ordered = orders_rows(gold)
     gold_ever_nonempty = False
@@ -520,9 +529,9 @@ def synthesized_match(
             gold_result = sandbox.run(gold_sql, timeout_s=timeout_s, max_rows=max_rows)
             if not gold_result.ok:
                 _raise_gold_failure(gold, context, index, gold_result.error)
-            pred_result = sandbox.run(pred_sql, timeout_s=timeout_s, max_rows=max_rows)
+            pred_result = sandbox.run(pred_sql, timeout_s=timeout_s, max_rows=max_rows, deadline=deadline)
         finally:
-            connection.close()
+            sandbox.close()
         if not pred_result.ok:
             return Verdict(False, _pred_failure(pred_result.error))
         if not results_equal(gold_result.rows or [], pred_result.rows or [], ordered=ordered):

@@ -18,6 +18,11 @@ from benchmarks.metrics.sql.verdict import Verdict
 
 DIALECT = "sqlite"
 
+# Longest query any metric reads. Spider's longest gold (train + dev, 9,693 queries) is 577 characters; sqlglot (pure
+# Python here) needs about 1 s per 100 KB, and some of its passes grow faster than linearly, so a runaway generation
+# longer than this is judged wrong unread. Also sqlite's SQLITE_LIMIT_SQL_LENGTH in the sandbox.
+MAX_QUERY_BYTES = 20_000
+
 # A quoted run: '...' (with '' escapes), "..." or `...`; an unterminated quote runs to the end of the text.
 _QUOTED = re.compile(r"'(?:[^']|'')*(?:'|$)|\"(?:[^\"]|\"\")*(?:\"|$)|`[^`]*(?:`|$)")
 _SPACE_BEFORE_PUNCT = re.compile(r" (?=[(),;.=<>!+\-*/%|])")
@@ -67,6 +72,17 @@ def normalize_sql(sql: str) -> str:
     return re.sub(r"^\s+", "", text)
 
 
+def too_long(sql: str, what: str = "prediction") -> str | None:
+    """The reason a query is too long to read (more than MAX_QUERY_BYTES of UTF-8), else None.
+
+    >>> too_long("SELECT 1"), too_long("SELECT " + "1," * 20_000 + "1")
+    (None, 'prediction too long (40,008 bytes > 20,000): a runaway generation? It is not parsed or run')
+    """
+    if len(sql) <= MAX_QUERY_BYTES // 4 or len(size := sql.encode("utf-8", "surrogatepass")) <= MAX_QUERY_BYTES:
+        return None
+    return f"{what} too long ({len(size):,} bytes > {MAX_QUERY_BYTES:,}): a runaway generation? It is not parsed or run"
+
+
 def exact_match(gold: str, pred: str) -> Verdict:
     """Equality of the normalized texts (the blog's "character-level comparison", made robust to case and spacing).
 
@@ -77,13 +93,17 @@ def exact_match(gold: str, pred: str) -> Verdict:
     """
     if not pred.strip():
         return Verdict(False, "empty prediction")
+    if reason := too_long(pred):
+        return Verdict(False, reason)
     if normalize_sql(gold) == normalize_sql(pred):
         return Verdict(True)
     return Verdict(False, "text differs")
 
 
-def _tokens(sql: str) -> list[Token]:
-    return sqlglot.tokenize(sql, read=DIALECT)
+@functools.lru_cache(maxsize=1024)
+def _tokens(sql: str) -> tuple[Token, ...]:
+    """sqlglot's tokens (cached: the same prediction is split and DISTINCT-stripped once per database it runs on)."""
+    return tuple(sqlglot.tokenize(sql, read=DIALECT))
 
 
 def single_statement(sql: str) -> tuple[str | None, str | None]:
@@ -100,6 +120,8 @@ def single_statement(sql: str) -> tuple[str | None, str | None]:
     """
     if not sql.strip():
         return None, "empty prediction"
+    if reason := too_long(sql):
+        return None, reason
     try:
         tokens = _tokens(sql)
     except SqlglotError:
@@ -128,6 +150,8 @@ def strip_distinct(sql: str) -> str:
     >>> strip_distinct("SELECT DISTINCT name, count(DISTINCT age) FROM t WHERE x = 'distinct'")
     "SELECT name, count(age) FROM t WHERE x = 'distinct'"
     """
+    if too_long(sql):
+        return sql  # refused unread by single_statement
     try:
         tokens = _tokens(sql)
     except SqlglotError:
@@ -142,7 +166,10 @@ def strip_distinct(sql: str) -> str:
 @functools.lru_cache(maxsize=8192)
 def parse_query(sql: str) -> exp.Expression:
     """sqlglot tree of one statement (cached: callers must not mutate it). Raises sqlglot's ParseError/TokenError,
-    also for SQL nested deeper than sqlglot's recursive parser can follow (a runaway model writes `((((...`)."""
+    also for SQL nested deeper than sqlglot's recursive parser can follow (a runaway model writes `((((...`), and for
+    SQL longer than MAX_QUERY_BYTES."""
+    if reason := too_long(sql, "query"):
+        raise sqlglot.errors.ParseError(reason)
     try:
         tree = sqlglot.parse_one(sql, read=DIALECT)
     except RecursionError:
