@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-cost", type=float, default=5.0, metavar="USD",
                         help="refuse paid work whose estimate is above this")
     parser.add_argument("--prices", type=Path, default=None, help="price table TOML")
+    parser.add_argument("--openai-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds per attempt of an OpenAI API request before it is abandoned and retried")
+    parser.add_argument("--openai-max-retries", type=int, default=5, metavar="N",
+                        help="retries of an OpenAI API request after a 429, 5xx, timeout or connection error")
 
 
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +54,7 @@ def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmarks.data import resolve_data
-    from benchmarks.runner import Settings, TrainSettings, prepare_model
+    from benchmarks.runner import OpenAISettings, Settings, TrainSettings, prepare_model
     from benchmarks.tasks import get_task
     from models import catalog
     from models.errors import ConfigError
@@ -67,8 +72,12 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {args.checkpoint_every}")
     task = get_task(args.task, jsonl_folder=args.jsonl)
+    if not 0 < args.openai_timeout < math.inf or args.openai_max_retries < 0:
+        raise ConfigError(f"--openai-timeout must be a positive number of seconds (got {args.openai_timeout}) and "
+                          f"--openai-max-retries an integer >= 0 (got {args.openai_max_retries})")
     settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices(args.prices),
                         allow_paid=args.yes, max_cost_usd=args.max_cost,
+                        openai=OpenAISettings(timeout_s=args.openai_timeout, max_retries=args.openai_max_retries),
                         train=TrainSettings(checkpoint_every=args.checkpoint_every,
                                             gradient_checkpointing=args.gradient_checkpointing,
                                             micro_batch_size=args.micro_batch_size))

@@ -6,6 +6,7 @@ pytest's benchmark test and the `ftbench` command share these functions, so both
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -166,7 +167,9 @@ def _prepare_openai_finetuned(entry: OpenAIEntry, task: Task, settings: Settings
                      f"{entry.name} on {task.name}: fine-tuning ${plan.new_spend_usd:.2f} "
                      f"({plan.estimate.trained_tokens:,} trained tokens) + evaluation ${eval_usd:.2f} "
                      f"(upper bound: {len(prompts)} requests x {config.max_new_tokens} output tokens)")
-    result = openai_ft.run_finetune(plan, make_client or sync_client, budget,
+    make_client = make_client or functools.partial(sync_client, max_retries=settings.openai.max_retries,
+                                                   timeout_s=settings.openai.timeout_s)
+    result = openai_ft.run_finetune(plan, make_client, budget,
                                     poll_interval_s=settings.openai.poll_interval_s, progress=settings.progress)
     model = _chat_model(entry, result.model_id, base_url, _job_fingerprint(plan, result.model_id), settings,
                         http_client_factory)
