@@ -24,6 +24,7 @@ from typing import Any
 
 from benchmarks.diff import Run, read_run, refuse_overwriting_inputs, replacing, write_atomic
 from benchmarks.stats import wilson_interval
+from benchmarks.record import errors_of
 from models.errors import FtbenchError, MissingDependencyError
 
 EXIT_OK, EXIT_UNUSABLE = 0, 2
@@ -62,6 +63,10 @@ class Entry:
     """The precision a LoRA adapter was trained in (resolved from 'auto'); None for base and API models."""
     machine: str = ""
     """Hardware and what precision 'auto' resolved to there (records before the precision rule: hardware only)."""
+    errors: int = 0
+    """Items that got no answer or no score (their accuracy leaves them out)."""
+    error_reasons: str = ""
+    """The record's errors by reason, e.g. "http 503 after 6 attempts: 5"."""
 
     @property
     def label(self) -> str:
@@ -113,6 +118,8 @@ def _entry(run: str, record: dict[str, Any]) -> Entry:
         metrics=metrics,
         train_precision=((record.get("training") or {}).get("precision") or None),
         machine=_machine(record.get("machine") or {}),
+        errors=errors_of(record)["count"],
+        error_reasons=", ".join(f"{reason}: {count}" for reason, count in errors_of(record)["by_reason"].items()),
     )
 
 
@@ -180,8 +187,10 @@ def render_markdown(entries: Sequence[Entry], runs: Sequence[str], plots: bool =
         [((e.run,) if several else ()) + (e.task, e.model, e.metric, _with_interval(e.accuracy, e.ci95),
           _usd(e.train_usd) + (f" ({e.train_precision})" if e.train_precision else ""), _usd(e.eval_per_1k_usd),
           f"{_seconds(e.p50_s)} / {_seconds(e.p95_s)}",
-          "–" if e.n is None else str(e.n)) for e in entries],
+          ("–" if e.n is None else str(e.n)) + (f" ({e.errors} errors)" if e.errors else "")) for e in entries],
     )
+    failed = [f"- {e.task} / {e.label}: {e.errors} items failed, not scored ({e.error_reasons})"
+              for e in entries if e.errors]
     per_metric = _table(
         (*lead, "task", "model", "metric", "value [95% CI]", "correct / n"),
         [((e.run,) if several else ()) + (e.task, e.model, m.name, _with_interval(m.value, m.ci95),
@@ -192,6 +201,7 @@ def render_markdown(entries: Sequence[Entry], runs: Sequence[str], plots: bool =
              *(["Machines: " + "; ".join(machines), ""] if machines else []),
              "## Comparison", "", *comparison, "",
              "Latency is per example; eval cost is per 1K requests at the recorded price table.", "",
+             *(["**Errors** (accuracy covers the answered items only):", *failed, ""] if failed else []),
              "## Every metric", "", *per_metric]
     if plots:
         lines += ["", "## Figures", "", f"![Accuracy vs total cost]({SCATTER_NAME})", "",

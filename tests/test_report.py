@@ -124,3 +124,13 @@ def test_report_names_the_machines_and_each_adapters_precision(tmp_path):
                                       plots=False)
     assert "Machines: cpu: 2 cores (precision auto -> fp32); cpu: Xeon (precision auto -> bf16)" in markdown
     assert "| $0.05 (fp32) |" in markdown and "| $0.05 (bf16) |" in markdown
+
+
+def test_errors_are_shown_beside_n_and_listed(tmp_path):
+    from benchmarks.record import error_summary
+
+    record = make_record("spider", "openai-compatible", correct=30)
+    record["errors"] = error_summary({"val/0001": {"generate": "http 503 after 6 attempts: down"}}, 40)
+    entries = report.entries_from([write_run(tmp_path / "run.json", record)])
+    text = report.render_markdown(entries, ["run.json"], plots=False)
+    assert "(1 errors)" in text and "1 items failed, not scored (http 503 after 6 attempts: 1)" in text
