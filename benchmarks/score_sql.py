@@ -7,14 +7,18 @@ live at ``DIR/<db_id>/<db_id>.sqlite``. Unlike the official tool, files of diffe
 Output, on stdout, one JSON object per line:
 
 - per row: ``{"index": 0, "line": 1, "db_id": ..., "exact": {"correct": true, "reason": null}, "structural": ...,
-  "execution": ..., "execution_synth": ..., "reason": null}``; a metric that cannot be computed is ``null`` and the
-  row's ``reason`` says why (``"database missing: wta_1"``, ``"no schema for execution_synth"``, or a gold failure);
-- last: ``{"summary": true, "rows": N, "elapsed_s": ..., "metrics": {name: {"correct", "n", "accuracy", "ci95",
-  "not_computed", "gold_errors"}}}``. ``n`` counts only rows where the metric was computed, so rows without a
-  database are left out of execution accuracy instead of counted wrong. ``ci95`` is a Wilson interval.
+  "execution": ..., "execution_synth": ..., "reason": null}``. A metric that does not apply is ``null`` and the
+  row's ``reason`` says why (``"database missing: wta_1"``, ``"execution_synth: no schema ..."``). A metric that
+  failed for a reason other than the prediction is ``{"correct": null, "error": "..."}`` (``gold query failed: ...``,
+  ``database unreadable: <path>: ...``, ``scorer error: ...``): neither right nor wrong;
+- last: ``{"summary": true, "rows": N, "elapsed_s": ..., "max_row_s": ..., "metrics": {name: {"correct", "n",
+  "accuracy", "ci95", "not_computed", "errors", "error_reasons"}}}``. ``n`` counts only rows with a verdict, so rows
+  without a database or with an error are left out of the accuracy instead of counted wrong. ``ci95`` is a Wilson
+  interval; ``error_reasons`` holds the first few distinct error reasons.
 
-A readable summary table and the progress bar go to stderr. Exit codes: 0 scored, 1 scored but some gold queries
-failed (bad data: see the rows' reasons), 2 bad input (missing file, misaligned files, unreadable line).
+Every row gets a record: no prediction can stop the run (see benchmarks.metrics.sql.score). A readable summary table
+and the progress bar go to stderr. Exit codes: 0 scored, 1 scored but some metrics have errors (bad data: see the
+rows' errors), 2 bad input (missing file, misaligned files, unreadable line).
 
 Schemas for ``execution_synth`` come from ``--context-file`` (rows with a ``context`` field, aligned with the gold
 file, e.g. spider_create_context_val.json), else from the row's sqlite database, else from ``--table`` (Spider's
@@ -32,11 +36,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.metrics.sql import METRICS, GoldQueryError, IncompleteSchemaError, Verdict, metric_calls
+from benchmarks.metrics.sql import METRICS, MetricError, score_sql
 from benchmarks.metrics.sql.synth import Table, schema_to_context
 from benchmarks.stats import wilson_interval
 
-EXIT_OK, EXIT_GOLD_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_METRIC_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
+ERROR_REASONS_SHOWN = 3
 _SPIDER_TYPES = {"number": "NUMERIC", "boolean": "NUMERIC", "text": "TEXT", "time": "TEXT"}
 
 
@@ -169,31 +174,28 @@ def load_rows(args: argparse.Namespace) -> list[Row]:
 def score_row(row: Row, args: argparse.Namespace, tables: dict[str, str]) -> dict:
     db_path = args.db / row.db_id / f"{row.db_id}.sqlite"
     db_exists = db_path.is_file()
-    calls = metric_calls(row.gold, row.pred, db_path=db_path if db_exists else None, context=row.context,
+    notes: dict[str, str] = {}
+    started = time.perf_counter()
+    outcomes = score_sql(row.gold, row.pred, db_path=db_path if db_exists else None, context=row.context,
                          schema_fallback=tables.get(row.db_id), timeout_s=args.timeout, max_rows=args.max_rows,
-                         distinct=args.distinct, n_databases=args.n_databases, seed=args.seed)
+                         distinct=args.distinct, n_databases=args.n_databases, seed=args.seed, notes=notes)
     record: dict = {"index": row.index, "line": row.index + 1, "db_id": row.db_id}
     reasons = [] if db_exists else [f"database missing: {row.db_id}"]
-    for name, call in calls.items():
-        verdict: Verdict | None = None
-        try:
-            verdict = call()
-            if verdict is None and name == "execution_synth":
-                reasons.append("execution_synth: no schema (pass --context-file or --table)")
-        except IncompleteSchemaError as error:
-            reasons.append(f"{name}: {error}")
-        except GoldQueryError as error:
-            reasons.append(f"gold failed ({name}): {error}")
-            record.setdefault("gold_errors", []).append(name)
-        record[name] = verdict.to_json() if verdict is not None else None
+    for name, outcome in outcomes.items():
+        record[name] = outcome.to_json() if outcome is not None else None
+        if outcome is None and name in notes and (db_exists or name != "execution"):
+            hint = " (pass --context-file or --table)" if notes[name].startswith("no schema") else ""
+            reasons.append(f"{name}: {notes[name]}{hint}")
     record["reason"] = "; ".join(reasons) or None
+    record["seconds"] = round(time.perf_counter() - started, 3)
     return record
 
 
 def summarize(records: list[dict], elapsed_s: float) -> dict:
     metrics = {}
     for name in METRICS:
-        verdicts = [record[name] for record in records if record[name] is not None]
+        verdicts = [record[name] for record in records if record[name] is not None and "error" not in record[name]]
+        errors = [record[name]["error"] for record in records if record[name] is not None and "error" in record[name]]
         correct = sum(verdict["correct"] for verdict in verdicts)
         low, high = wilson_interval(correct, len(verdicts))
         metrics[name] = {
@@ -201,19 +203,26 @@ def summarize(records: list[dict], elapsed_s: float) -> dict:
             "n": len(verdicts),
             "accuracy": correct / len(verdicts) if verdicts else None,
             "ci95": [round(low, 4), round(high, 4)],
-            "not_computed": len(records) - len(verdicts),
-            "gold_errors": sum(name in record.get("gold_errors", []) for record in records),
+            "not_computed": sum(record[name] is None for record in records),
+            "errors": len(errors),
+            "error_reasons": list(dict.fromkeys(errors))[:ERROR_REASONS_SHOWN],
         }
-    return {"summary": True, "rows": len(records), "elapsed_s": round(elapsed_s, 2), "metrics": metrics}
+    max_row_s = max((record["seconds"] for record in records), default=0.0)
+    return {"summary": True, "rows": len(records), "elapsed_s": round(elapsed_s, 2), "max_row_s": max_row_s,
+            "metrics": metrics}
 
 
 def _print_table(summary: dict) -> None:
-    print(f"score-sql: {summary['rows']} rows in {summary['elapsed_s']:.1f}s", file=sys.stderr)
+    print(f"score-sql: {summary['rows']} rows in {summary['elapsed_s']:.1f}s (slowest row {summary['max_row_s']:.2f}s)",
+          file=sys.stderr)
     for name, figures in summary["metrics"].items():
         accuracy = "n/a" if figures["accuracy"] is None else f"{figures['accuracy']:.1%}"
         low, high = figures["ci95"]
         print(f"  {name:<16} {figures['correct']:>5}/{figures['n']:<5} {accuracy:>6}  95% CI [{low:.1%}, {high:.1%}]"
-              f"  not computed: {figures['not_computed']}, gold errors: {figures['gold_errors']}", file=sys.stderr)
+              f"  not computed: {figures['not_computed']}, errors: {figures['errors']}", file=sys.stderr)
+    for name, figures in summary["metrics"].items():
+        for reason in figures["error_reasons"]:
+            print(f"  error ({name}): {reason[:300]}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -232,11 +241,13 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(records, time.perf_counter() - started)
     print(json.dumps(summary), flush=True)
     _print_table(summary)
-    gold_errors = sum(bool(record.get("gold_errors")) for record in records)
-    if gold_errors:
-        print(f"ftbench score-sql: {gold_errors} rows have a failing gold query (bad data): see their 'reason'",
+    with_errors = sum(any(isinstance(record[name], dict) and "error" in record[name] for name in METRICS)
+                      for record in records)
+    if with_errors:
+        print(f"ftbench score-sql: {with_errors} rows have metrics that could not be computed for a reason other "
+              "than the prediction (a failing gold query, an unreadable database): see their 'error' fields",
               file=sys.stderr)
-        return EXIT_GOLD_ERRORS
+        return EXIT_METRIC_ERRORS
     return EXIT_OK
 
 

@@ -26,10 +26,10 @@ def _run_pair(benchmark, pair, settings, task_for, prepared_for, baseline_record
     )
     scores = score_items(task, examples, completions, settings.data)
     record = build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
+    benchmark.extra_info.update(record)  # first: whatever fails from here on, the run is recorded
     threshold = thresholds.lookup(task.name, settings.data.label, entry.name,
                                   pytestconfig.getoption("thresholds") or thresholds.THRESHOLDS_FILE)
-    record["threshold"] = threshold.to_json()
-    benchmark.extra_info.update(record)  # before the assert: a failing run still records
+    benchmark.extra_info["threshold"] = record["threshold"] = threshold.to_json()
 
     check_error_rate(record, settings.max_error_rate)  # an outage is not an accuracy: it fails on its own terms
     if baseline_records is not None:

@@ -1,5 +1,6 @@
 """OpenAI fine-tuning jobs against the real openai client over an in-memory transport that plays OpenAI's documented
-responses: success, failure, cancellation, 429/500 retries, crash + reattach, lost job id, budget refusal.
+responses: success, failure, cancellation, 429/500 retries, crash + reattach, lost job id, budget refusal, and no
+twin jobs (a create that failed after OpenAI made the job, twins left by earlier runs).
 
 Nothing leaves the process: the client's HTTP layer is an httpx MockTransport (the seam the client offers).
 """
@@ -39,7 +40,9 @@ class FakeOpenAI:
 
     `statuses` is the life of every job as successive retrieves see it; `faults` queue error responses for a
     (method, path) before it is served; `crash_on` raises KeyboardInterrupt once at a (method, path), as a Ctrl-C or
-    a killed process would; for a create, after the job exists (its id is lost on the way back).
+    a killed process would; for a create, after the job exists (its id is lost on the way back). `after_create`
+    queues what replaces a create's answer once the job exists (an error response, or an httpx exception such as a
+    timeout); `page_size` caps the list endpoint's `limit`, so that listing goes through `has_more` / `after`.
     """
 
     def __init__(self, statuses=("validating_files", "queued", "running", "succeeded"), error=None,
@@ -53,6 +56,8 @@ class FakeOpenAI:
         self.faults: dict[tuple[str, str], list[httpx.Response]] = {}
         self.crash_on: set[tuple[str, str]] = set()
         self.on_first_poll = None
+        self.after_create: list = []
+        self.page_size = 20
 
     # --- transport seam ---
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -91,12 +96,24 @@ class FakeOpenAI:
                                          "filename": "train.jsonl", "purpose": "fine-tune", "status": "processed"})
 
     def _create(self, request):
-        params = json.loads(request.read())
+        job_id = self.add_job(json.loads(request.read()))
+        if CREATE in self.crash_on:  # the job exists at OpenAI, but its id never reaches the caller
+            self.crash_on.discard(CREATE)
+            raise KeyboardInterrupt
+        if self.after_create:  # the job exists at OpenAI, but the caller sees an error instead of it
+            answer = self.after_create.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return httpx.Response(200, json=self._public(job_id))
+
+    def add_job(self, params, status="validating_files", created_at=1721764800):
+        """A job as a create with `params` makes it; returns its id."""
         job_id = f"ftjob-{len(self.jobs) + 1:03d}"
         self.jobs[job_id] = {
-            "id": job_id, "object": "fine_tuning.job", "model": params["model"], "created_at": 1721764800,
+            "id": job_id, "object": "fine_tuning.job", "model": params["model"], "created_at": created_at,
             "finished_at": None, "fine_tuned_model": None, "organization_id": "org-ftbench", "result_files": [],
-            "status": "validating_files", "validation_file": params.get("validation_file"),
+            "status": status, "validation_file": params.get("validation_file"),
             "training_file": params["training_file"], "trained_tokens": None, "error": None,
             "hyperparameters": {"n_epochs": params["method"]["supervised"]["hyperparameters"]["n_epochs"],
                                 "batch_size": "auto", "learning_rate_multiplier": "auto"},
@@ -104,10 +121,7 @@ class FakeOpenAI:
             "estimated_finish": None, "integrations": [], "events": [],
         }
         self._event(job_id, "Created fine-tuning job")
-        if CREATE in self.crash_on:  # the job exists at OpenAI, but its id never reaches the caller
-            self.crash_on.discard(CREATE)
-            raise KeyboardInterrupt
-        return httpx.Response(200, json=self._public(job_id))
+        return job_id
 
     def _retrieve(self, request):
         job_id = request.url.path.rsplit("/", 1)[1]
@@ -136,9 +150,13 @@ class FakeOpenAI:
 
     def _list(self, request):
         wanted = {k[len("metadata["):-1]: v for k, v in request.url.params.items() if k.startswith("metadata[")}
-        jobs = [self._public(j) for j, job in self.jobs.items()
+        jobs = [self._public(j) for j, job in reversed(self.jobs.items())  # newest first
                 if all((job["metadata"] or {}).get(k) == v for k, v in wanted.items())]
-        return httpx.Response(200, json={"object": "list", "data": list(reversed(jobs)), "has_more": False})
+        after = request.url.params.get("after")
+        if after:
+            jobs = jobs[[job["id"] for job in jobs].index(after) + 1:]
+        limit = min(int(request.url.params.get("limit", 20)), self.page_size)
+        return httpx.Response(200, json={"object": "list", "data": jobs[:limit], "has_more": len(jobs) > limit})
 
     def _chat(self, request):
         params = json.loads(request.read())
@@ -185,9 +203,10 @@ def _plan(epochs: int = 3):
 PAID = openai_ft.Budget(allow_paid=True, max_cost_usd=5.0)
 
 
-def _run(plan, fake, log=None, budget=PAID):
+def _run(plan, fake, log=None, budget=PAID, sleeps=None):
     return openai_ft.run_finetune(plan, fake.client, budget, poll_interval_s=0, progress=False,
-                                  log=(log if log is not None else []).append, sleep=lambda s: None)
+                                  log=(log if log is not None else []).append,
+                                  sleep=(sleeps if sleeps is not None else []).append)
 
 
 def test_success_uploads_creates_persists_at_once_and_records_cost(fake):
@@ -238,10 +257,11 @@ def test_cancelled_job_raises_with_its_last_event():
 def test_rate_limit_honours_retry_after_then_succeeds(fake):
     fake.faults[CREATE] = [_error(429, "Rate limit reached for fine-tuning jobs.", "rate_limit_exceeded",
                                   {"retry-after": "0.01"})]
-    result = _run(_plan(), fake)
+    sleeps = []
+    result = _run(_plan(), fake, sleeps=sleeps)
     creates = [h for r, h in zip(fake.requests, fake.headers) if r == CREATE]
-    assert len(creates) == 2 and creates[1]["x-stainless-retry-count"] == "1"
-    assert len(fake.jobs) == 1 and result.model_id == FT_MODEL
+    assert len(creates) == 2 and [h["x-stainless-retry-count"] for h in creates] == ["0", "0"]  # ftbench's retry
+    assert sleeps[0] == 0.01 and len(fake.jobs) == 1 and result.model_id == FT_MODEL
 
 
 def test_server_error_is_retried_then_succeeds(fake):
@@ -277,6 +297,120 @@ def test_job_created_but_id_lost_is_found_by_its_metadata(fake):
     result = _run(_plan(), fake, log)
     assert fake.count(*CREATE) == 1 and fake.count(*UPLOAD) == 2 and len(fake.jobs) == 1
     assert any("created by an earlier run" in line for line in log) and result.model_id == FT_MODEL
+
+
+# --- no twin jobs: a create is never blindly repeated --------------------------------------------------------------
+
+
+JOB_LIST = ("GET", "/v1/fine_tuning/jobs")
+
+
+def _creates_and_lookups(fake):
+    return [r for r in fake.requests if r in (CREATE, JOB_LIST)]
+
+
+def test_create_answered_500_after_the_job_was_made_uses_that_job(fake):
+    fake.after_create = [_error(500, "The server had an error.", "server_error", {"retry-after-ms": "5"})]
+    log, sleeps = [], []
+    result = _run(_plan(), fake, log, sleeps=sleeps)
+    assert _creates_and_lookups(fake) == [JOB_LIST, CREATE, JOB_LIST]  # no second create
+    assert list(fake.jobs) == ["ftjob-001"] and result.job_id == "ftjob-001" and result.model_id == FT_MODEL
+    assert sleeps[0] == 0.005  # the server's retry-after-ms, honoured before looking
+    assert any("did make fine-tuning job ftjob-001" in line for line in log)
+    assert openai_ft.read_state(_plan().state_path)["job_id"] == "ftjob-001" and result.info["twin_jobs"] == []
+
+
+@pytest.mark.parametrize("drop", [httpx.ReadTimeout("timed out"), httpx.RemoteProtocolError("connection closed")])
+def test_create_cut_off_after_the_job_was_made_uses_that_job(fake, drop):
+    fake.after_create = [drop]
+    result = _run(_plan(), fake)
+    assert fake.count(*CREATE) == 1 and list(fake.jobs) == ["ftjob-001"] and result.job_id == "ftjob-001"
+
+
+def test_garbled_create_answer_is_not_taken_for_a_job(fake):
+    fake.after_create = [httpx.Response(200, text="<html>502 Bad Gateway</html>")]
+    result = _run(_plan(), fake)
+    assert fake.count(*CREATE) == 1 and list(fake.jobs) == ["ftjob-001"] and result.model_id == FT_MODEL
+
+
+def test_create_failing_before_any_job_exists_is_retried_once_per_failure(fake):
+    fake.faults[CREATE] = [_error(500, "The server had an error.", "server_error")] * 2
+    log, sleeps = [], []
+    result = _run(_plan(), fake, log, sleeps=sleeps)
+    assert _creates_and_lookups(fake) == [JOB_LIST, CREATE, JOB_LIST, CREATE, JOB_LIST, CREATE]
+    assert list(fake.jobs) == ["ftjob-001"] and result.model_id == FT_MODEL and not result.reused
+    assert sleeps[:2] == [0.5, 1.0]  # the client's backoff: 0.5 s, doubling
+    assert sum("creating the fine-tuning job failed (attempt" in line for line in log) == 2
+
+
+def test_create_that_keeps_failing_gives_up_after_the_clients_retry_count(fake):
+    fake.faults[CREATE] = [_error(500, "The server had an error.", "server_error")] * 10
+    with pytest.raises(BackendError, match=r"InternalServerError 500.*rerun to resume"):
+        _run(_plan(), fake)
+    assert fake.count(*CREATE) == 6 and fake.jobs == {}  # 1 + the client's 5 retries, each after a look-up
+
+
+def test_create_refused_with_400_is_not_retried(fake):
+    fake.faults[CREATE] = [_error(400, "invalid model", "invalid_value")]
+    with pytest.raises(BackendError, match=r"BadRequestError 400: .*invalid model"):
+        _run(_plan(), fake)
+    assert fake.count(*CREATE) == 1 and fake.jobs == {}
+
+
+def _twin_params(plan):
+    return {"model": BASE, "training_file": "file-old", "metadata": {"ftbench_key": plan.key},
+            "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}}}
+
+
+def test_twins_from_earlier_runs_reuse_one_and_name_the_other_with_its_cancel_command(fake):
+    plan = _plan()
+    fake.page_size = 1  # the jobs come one page at a time
+    fake.add_job(_twin_params(plan), status="failed", created_at=1721760000)  # left behind: never picked up
+    fake.add_job(_twin_params(plan), status="running", created_at=1721761000)
+    fake.add_job(_twin_params(plan), status="queued", created_at=1721762000)  # newest live job: used
+    fake.statuses = ["queued", "succeeded"]
+    log = []
+    result = _run(plan, fake, log)
+    assert fake.count(*CREATE) == 0 and fake.count(*UPLOAD) == 0 and fake.count(*JOB_LIST) == 3
+    assert result.job_id == "ftjob-003" and result.model_id == FT_MODEL and result.info["twin_jobs"] == ["ftjob-002"]
+    warnings = [line for line in log if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: fine-tuning job ftjob-002 is a twin of ftjob-003 (same configuration, key {plan.key[:12]}); "
+        f"ftbench uses ftjob-003; it is running and may be billed: cancel it with curl -X POST "
+        f"https://api.openai.com/v1/fine_tuning/jobs/ftjob-002/cancel -H \"Authorization: Bearer $OPENAI_API_KEY\""]
+    again = _run(_plan(), fake)  # finished: no call, the twins still recorded
+    assert again.info["twin_jobs"] == ["ftjob-002"]
+
+
+def test_a_succeeded_twin_is_preferred(fake):
+    plan = _plan()
+    fake.add_job(_twin_params(plan), status="succeeded", created_at=1721760000)
+    fake.add_job(_twin_params(plan), status="running", created_at=1721762000)
+    fake.jobs["ftjob-001"] |= {"fine_tuned_model": FT_MODEL, "trained_tokens": 26_846}
+    fake.statuses = ["succeeded"]
+    log = []
+    result = _run(plan, fake, log)
+    assert result.job_id == "ftjob-001" and result.info["twin_jobs"] == ["ftjob-002"] and fake.count(*CREATE) == 0
+    assert any("ftjob-002 is a twin of ftjob-001" in line and "/ftjob-002/cancel" in line for line in log)
+
+
+def test_reattach_reports_twins_but_keeps_the_persisted_job(fake):
+    fake.crash_on.add(("GET", "/v1/fine_tuning/jobs/{job}/events"))
+    with pytest.raises(KeyboardInterrupt):
+        _run(_plan(), fake)
+    fake.add_job(_twin_params(_plan()), status="running", created_at=1721769999)  # e.g. an older version's retry
+    log = []
+    result = _run(_plan(), fake, log)
+    assert result.job_id == "ftjob-001" and result.info["twin_jobs"] == ["ftjob-002"] and fake.count(*CREATE) == 1
+    assert any(line.startswith("warning: fine-tuning job ftjob-002 is a twin of ftjob-001") for line in log)
+
+
+def test_twin_warning_without_a_log_goes_to_the_progress_display(fake, capsys):
+    plan = _plan()
+    fake.add_job(_twin_params(plan), status="running")
+    fake.add_job(_twin_params(plan), status="queued")
+    openai_ft.run_finetune(plan, fake.client, PAID, poll_interval_s=0, progress=False, sleep=lambda s: None)
+    assert "ftbench: warning: fine-tuning job ftjob-002 is a twin of ftjob-001" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("budget, reason", [

@@ -92,7 +92,7 @@ def _guarded(name: str, scorer: Callable[[str], Verdict | None], gold: str, pred
             return MetricError("scorer error: RecursionError: the gold query is nested too deeply to score")
         except Exception:  # noqa: BLE001 - only the question "does the gold recurse too?" matters here
             pass
-        return Verdict(False, f"prediction nested too deeply to score ({pred.count('(')} parentheses)")
+        return Verdict(False, "prediction nested too deeply to score (past Python's recursion limit)")
     except Exception as error:  # noqa: BLE001 - a scorer bug must cost one metric of one row, not the run
         return MetricError(f"scorer error: {type(error).__name__}: {error}")
 
