@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.metrics.sql import METRICS, MetricError, score_sql
+from benchmarks.metrics.sql import METRICS, score_sql
 from benchmarks.metrics.sql.synth import Table, schema_to_context
 from benchmarks.stats import wilson_interval
 
@@ -175,7 +175,6 @@ def score_row(row: Row, args: argparse.Namespace, tables: dict[str, str]) -> dic
     db_path = args.db / row.db_id / f"{row.db_id}.sqlite"
     db_exists = db_path.is_file()
     notes: dict[str, str] = {}
-    started = time.perf_counter()
     outcomes = score_sql(row.gold, row.pred, db_path=db_path if db_exists else None, context=row.context,
                          schema_fallback=tables.get(row.db_id), timeout_s=args.timeout, max_rows=args.max_rows,
                          distinct=args.distinct, n_databases=args.n_databases, seed=args.seed, notes=notes)
@@ -183,15 +182,14 @@ def score_row(row: Row, args: argparse.Namespace, tables: dict[str, str]) -> dic
     reasons = [] if db_exists else [f"database missing: {row.db_id}"]
     for name, outcome in outcomes.items():
         record[name] = outcome.to_json() if outcome is not None else None
-        if outcome is None and name in notes and (db_exists or name != "execution"):
+        if outcome is None and name in notes and name != "execution":  # execution: 'database missing' says it
             hint = " (pass --context-file or --table)" if notes[name].startswith("no schema") else ""
             reasons.append(f"{name}: {notes[name]}{hint}")
     record["reason"] = "; ".join(reasons) or None
-    record["seconds"] = round(time.perf_counter() - started, 3)
     return record
 
 
-def summarize(records: list[dict], elapsed_s: float) -> dict:
+def summarize(records: list[dict], elapsed_s: float, max_row_s: float = 0.0) -> dict:
     metrics = {}
     for name in METRICS:
         verdicts = [record[name] for record in records if record[name] is not None and "error" not in record[name]]
@@ -207,8 +205,7 @@ def summarize(records: list[dict], elapsed_s: float) -> dict:
             "errors": len(errors),
             "error_reasons": list(dict.fromkeys(errors))[:ERROR_REASONS_SHOWN],
         }
-    max_row_s = max((record["seconds"] for record in records), default=0.0)
-    return {"summary": True, "rows": len(records), "elapsed_s": round(elapsed_s, 2), "max_row_s": max_row_s,
+    return {"summary": True, "rows": len(records), "elapsed_s": round(elapsed_s, 2), "max_row_s": round(max_row_s, 3),
             "metrics": metrics}
 
 
@@ -234,11 +231,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"ftbench score-sql: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     records = []
+    max_row_s = 0.0
     for row in tqdm(rows, desc="score-sql", unit="row", file=sys.stderr, disable=True if args.no_progress else None):
+        row_started = time.perf_counter()
         record = score_row(row, args, tables)
+        max_row_s = max(max_row_s, time.perf_counter() - row_started)
         records.append(record)
         print(json.dumps(record, ensure_ascii=False), flush=False)
-    summary = summarize(records, time.perf_counter() - started)
+    summary = summarize(records, time.perf_counter() - started, max_row_s)
     print(json.dumps(summary), flush=True)
     _print_table(summary)
     with_errors = sum(any(isinstance(record[name], dict) and "error" in record[name] for name in METRICS)

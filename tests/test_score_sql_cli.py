@@ -120,13 +120,34 @@ def test_context_file_must_be_aligned(tmp_path, spider_dir, capsys) -> None:
     assert "has 1 rows but the gold file has 2" in capsys.readouterr().err
 
 
-def test_gold_that_fails_is_reported_and_exits_1(tmp_path, spider_dir, capsys) -> None:
-    gold = write(tmp_path / "gold.sql", ["SELECT missing_column FROM item\tshop"])
-    pred = write(tmp_path / "pred.txt", ["SELECT name FROM item"])
+def test_gold_that_fails_is_an_error_not_a_wrong_answer_and_exits_1(tmp_path, spider_dir, capsys) -> None:
+    gold = write(tmp_path / "gold.sql", ["SELECT missing_column FROM item\tshop", "SELECT count(*) FROM item\tshop"])
+    pred = write(tmp_path / "pred.txt", ["SELECT name FROM item", "SELECT count(*) FROM item"])
+    assert run_cli("--gold", str(gold), "--pred", str(pred), "--db", str(spider_dir)) == 1
+    rows, summary, err = read_output(capsys)
+    assert rows[0]["execution"]["correct"] is None
+    assert rows[0]["execution"]["error"].startswith("gold query failed on") and "no such column" in rows[0]["execution"]["error"]
+    assert rows[1]["execution"] == {"correct": True, "reason": None}  # the run went on
+    execution = summary["metrics"]["execution"]
+    assert (execution["correct"], execution["n"], execution["errors"], execution["not_computed"]) == (1, 1, 1, 0)
+    assert execution["error_reasons"] == [rows[0]["execution"]["error"]]
+    assert "errors: 1" in err and "error (execution): gold query failed" in err
+
+
+@pytest.mark.parametrize("content", [b"not a database at all\n" * 50, "truncated"])
+def test_unreadable_database_is_an_error_and_the_run_goes_on(tmp_path, spider_dir, capsys, content) -> None:
+    broken = spider_dir / "broken" / "broken.sqlite"
+    broken.parent.mkdir()
+    data = (spider_dir / "shop" / "shop.sqlite").read_bytes()
+    broken.write_bytes(data[: len(data) // 2] if content == "truncated" else content)
+    gold = write(tmp_path / "gold.sql", ["SELECT count(*) FROM item\tbroken", "SELECT count(*) FROM item\tshop"])
+    pred = write(tmp_path / "pred.txt", ["SELECT count(*) FROM item", "SELECT count(*) FROM item"])
     assert run_cli("--gold", str(gold), "--pred", str(pred), "--db", str(spider_dir)) == 1
     rows, summary, _ = read_output(capsys)
-    assert rows[0]["execution"] is None and "gold failed (execution)" in rows[0]["reason"]
-    assert summary["metrics"]["execution"]["gold_errors"] == 1
+    assert rows[0]["execution"]["error"].startswith(f"database unreadable: {broken}")
+    assert rows[0]["exact"] == {"correct": True, "reason": None}  # metrics that need no database still count
+    assert rows[1]["execution"] == {"correct": True, "reason": None}
+    assert summary["metrics"]["execution"]["errors"] == 1 and summary["metrics"]["execution"]["n"] == 1
 
 
 @pytest.mark.skipif(not SEED_GOLD.is_file(), reason="the seed's data (../shared/data) is not available")

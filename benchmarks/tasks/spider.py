@@ -51,15 +51,17 @@ class SpiderTask:
         return Prompt(text=text, messages=messages)
 
     def score(self, examples: Sequence[Example], predictions: Sequence[str], data: DataSource) -> list[Score]:
-        from benchmarks.metrics.sql import score_sql
+        from benchmarks.metrics.sql import MetricError, Verdict, score_sql
 
         scores = []
         for example, prediction in zip(examples, predictions, strict=True):
-            verdicts = score_sql(example.target, prediction, db_path=database_path(data, example.fields.get("db_id")),
-                                 context=example.fields["context"])
+            outcomes = score_sql(example.target, prediction, db_path=database_path(data, example.fields.get("db_id")),
+                                 context=example.fields["context"])  # never raises: a failure is a MetricError
+            verdicts = {m: v for m, v in outcomes.items() if isinstance(v, Verdict)}
             scores.append(Score(
-                outcomes={m: (v.correct if v is not None else None) for m, v in verdicts.items()},
-                reasons={m: v.reason for m, v in verdicts.items() if v is not None and v.reason},
+                outcomes={m: (verdicts[m].correct if m in verdicts else None) for m in outcomes},
+                reasons={m: v.reason for m, v in verdicts.items() if v.reason},
+                errors={m: v.reason for m, v in outcomes.items() if isinstance(v, MetricError)},
             ))
         return scores
 
