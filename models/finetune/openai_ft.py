@@ -390,8 +390,9 @@ def _create_job(client, plan: FineTunePlan, state: dict[str, Any], say: Callable
             say(f"created fine-tuning job {job.id} (state {plan.state_path})")
             return job
         retry = _retryable(failure)
-        say(f"creating the fine-tuning job failed (attempt {attempt} of {attempts}): {redact(describe_error(failure))}; "
-            f"looking for a job with key {plan.key[:12]} before " + ("retrying" if retry else "giving up"))
+        say(f"creating the fine-tuning job failed (attempt {attempt} of {attempts}): "
+            f"{redact(describe_error(failure))}; looking for a job with key {plan.key[:12]} before "
+            + ("retrying" if retry else "giving up"))
         if retry:
             sleep(_backoff_s(failure, attempt))  # also gives OpenAI time to list a job the failed request made
         found = _adopt_job_by_key(client, plan, state, warn)
