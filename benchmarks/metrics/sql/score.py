@@ -58,12 +58,13 @@ def _schema_for_structure(db_path: Path | None, context: str | None) -> Schema |
         return None  # resolution then relies on what the queries themselves show
 
 
-def _synth_schemas(context: str | None, db_path: Path | None, schema_fallback: str | None):
-    """(source, CREATE TABLE text) to try in order: the context (what the model saw), the database, the fallback.
-    Lazy: the database is read only when the context does not fit the gold."""
-    yield "context", context
-    yield "database", schema_from_database(db_path) if db_path is not None else None
-    yield "fallback schema", schema_fallback
+def _synth_schemas(context: str | None, db_path: Path | None,
+                   schema_fallback: str | None) -> list[tuple[str, Callable[[], str | None]]]:
+    """(source, loader of its CREATE TABLE text) to try in order: the context (what the model saw), the database,
+    the fallback. Loaders: the database is read only when the context does not fit the gold."""
+    return [("context", lambda: context),
+            ("database", lambda: schema_from_database(db_path) if db_path is not None else None),
+            ("fallback schema", lambda: schema_fallback)]
 
 
 def _gold_reason(error: GoldQueryError) -> str:
@@ -142,25 +143,30 @@ def metric_calls(
                                deadline=deadline())
 
     def execution_synth(candidate: str) -> Verdict | None:
-        failure: IncompleteSchemaError | UnreadableDatabaseError | None = None
-        schemas = _synth_schemas(context, db_file, schema_fallback)
-        for attempt in range(3):
+        failures: list[IncompleteSchemaError | UnreadableDatabaseError] = []
+        passed_over: list[str] = []  # why each earlier schema was not used
+        for source, load in _synth_schemas(context, db_file, schema_fallback):
             try:
-                source, schema = next(schemas)
+                schema = load()
                 if not schema:
                     continue
                 verdict = synthesized_match(gold, candidate, schema, n_databases=n_databases, seed=seed,
                                             distinct=distinct, timeout_s=timeout_s, max_rows=max_rows,
                                             deadline=deadline())
-            except (IncompleteSchemaError, UnreadableDatabaseError) as error:
-                failure = failure or error
+            except IncompleteSchemaError as error:
+                failures.append(error)
+                passed_over.append(f"the {source} lacks a name the gold uses")
                 continue
-            if attempt == 0:
+            except UnreadableDatabaseError as error:
+                failures.append(error)
+                passed_over.append("the database is unreadable")
+                continue
+            if not passed_over:
                 return verdict
-            text = f"schema from the {source}: the context lacks a name the gold uses"
+            text = f"schema from the {source}: {'; '.join(passed_over)}"
             return Verdict(verdict.correct, f"{verdict.reason}; {text}" if verdict.reason else text)
-        if failure is not None:
-            raise failure
+        if failures:  # an unreadable database is an error; schemas that all lack a gold name: not applicable
+            raise next((error for error in failures if isinstance(error, UnreadableDatabaseError)), failures[0])
         note("execution_synth", "no schema (give a CREATE TABLE context, the database or a fallback schema)")
         return None
 
