@@ -138,3 +138,17 @@ def test_no_prediction_makes_a_metric_error_or_raises(database: Path, pieces: li
     pred = " ".join(pieces)
     outcomes = score(pred, database, timeout_s=0.2)
     assert all(isinstance(outcome, Verdict) for outcome in outcomes.values()), (pred, outcomes)
+
+
+def test_synthesized_schema_sources_say_why_one_was_passed_over(tmp_path: Path, database: Path) -> None:
+    gold = "SELECT name FROM singer WHERE age > 30"
+    alone = score_sql(gold, gold, db_path=database, context=None)["execution_synth"]
+    assert alone == Verdict(True)  # no context: the database is simply the first schema, nothing was passed over
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"not sqlite" * 100)
+    lacking = "CREATE TABLE singer (name VARCHAR)"
+    fallback = score_sql(gold, gold, db_path=broken, context=lacking, schema_fallback=CONTEXT)["execution_synth"]
+    assert fallback == Verdict(True, "schema from the fallback schema: the context lacks a name the gold uses; "
+                                     "the database is unreadable")
+    nothing_fits = score_sql(gold, gold, db_path=broken, context=lacking)["execution_synth"]
+    assert isinstance(nothing_fits, MetricError) and nothing_fits.reason.startswith("database unreadable")
