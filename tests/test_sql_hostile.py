@@ -55,6 +55,7 @@ HOSTILE = {  # prediction -> what execution on the real database must say
     "unbalanced WHERE": ("SELECT name FROM city WHERE " + "(" * 93, "syntax error"),
     "2 MB IN list": ("SELECT count(*) FROM singer WHERE age IN (" + ",".join(map(str, range(330_000))) + ")",
                      "prediction too long (2,"),
+    "lone surrogate": ("SELECT name FROM singer WHERE name = '\ud83d'", "not valid Unicode: surrogates not allowed"),
     "cartesian product": ("SELECT count(*) FROM singer a, singer b, singer c, singer d, singer e, singer f",
                           "timeout after 0.5s"),
 }
@@ -126,7 +127,7 @@ SQL_PIECES = st.sampled_from([
     "(", ")", ",", "*", "=", "<", "+", "-", "||", ";", "'", '"', "singer", "city", "name", "age", "singer_id", "T1",
     "T1.name", "count(", "max(", "printf('%.*c',", "trim(", "replace(", "instr(", "zeroblob(", "randomblob(",
     "json_patch(", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r)", "999999999", "1e999",
-    "9" * 5000, "0", "'x'", "NULL", "DISTINCT", "CASE WHEN", "THEN", "END", "LIKE '%a%'", "BETWEEN 1 AND",
+    "9" * 5000, "0", "'x'", "'\ud83d'", "\ud83d", "NULL", "DISTINCT", "CASE WHEN", "THEN", "END", "LIKE '%a%'", "BETWEEN 1 AND",
 ])
 
 

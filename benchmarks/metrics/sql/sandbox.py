@@ -51,8 +51,8 @@ MAX_CACHED_CONNECTIONS = 64
 # its widest row 270 bytes (the 20 dev databases); 1 MB leaves 10^4 x room while keeping every one-step operation on
 # a value short (sqlite's default, 1 GB, lets one zeroblob() or printf() allocate a gigabyte).
 MAX_VALUE_BYTES = 1_000_000
-# Python memory (sys.getsizeof of rows and values) one query's result may take. Spider's largest result is a few MB
-# (world_1's 4,079 cities); gold and prediction results are held together, so together well under 1 GB with the heap.
+# Python memory (sys.getsizeof of rows and values) one query's result may take. The largest result of Spider's dev gold
+# takes 0.2 MB (1,860 rows); gold and prediction results are held together, well under 1 GB with sqlite's heap.
 MAX_RESULT_BYTES = 64_000_000
 # All the memory sqlite may hold in this process at once (its hard heap limit): caches of every cached connection,
 # sorters, and the values of a row being built. Breaching it is SQLITE_NOMEM: that query fails, nothing else.
@@ -303,6 +303,8 @@ class Sandbox:
         name = getattr(error, "sqlite_errorname", "") or ""
         if "_".join(name.split("_")[:2]) in _DATABASE_FAULTS:  # SQLITE_IOERR_SHORT_READ -> SQLITE_IOERR
             raise UnreadableDatabaseError(message) from error
+        if isinstance(error, UnicodeEncodeError):  # a lone surrogate in a model's output: sqlite takes only UTF-8
+            return f"not valid Unicode: {error.reason} (character {error.start})"
         if self._denied is not None or "not authorized" in message:
             return f"denied: {self._denied or message}"
         if ("interrupted" in message or self._refused == "deadline") and time.monotonic() > self._deadline:

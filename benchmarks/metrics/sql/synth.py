@@ -184,11 +184,22 @@ class _Evidence:
 
 
 def _literal_value(node: exp.Expression, known_columns: set[str]) -> object | None:
-    """The Python value of a literal node (also -5, and "x" that sqlite reads as a string), else None."""
+    """The Python value of a literal node (also -5, and "x" that sqlite reads as a string), else None.
+    Text that is not valid Unicode (a lone surrogate from a model's output) cannot be stored: None."""
+    value = _raw_literal_value(node, known_columns)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return value
+
+
+def _raw_literal_value(node: exp.Expression, known_columns: set[str]) -> object | None:
     if isinstance(node, exp.Paren):
-        return _literal_value(node.this, known_columns)
+        return _raw_literal_value(node.this, known_columns)
     if isinstance(node, exp.Neg):
-        inner = _literal_value(node.this, known_columns)
+        inner = _raw_literal_value(node.this, known_columns)
         return -inner if isinstance(inner, (int, float)) else None
     if isinstance(node, exp.Literal):
         if node.is_string:
