@@ -76,15 +76,17 @@ class JsonlTask:
 
             return [score_mr(e.target, p) for e, p in pairs]
         if self.scorer == "sql":
-            from benchmarks.metrics.sql import score_sql
+            from benchmarks.tasks.spider import sql_score
 
-            scores = []
-            for e, p in pairs:
-                verdicts = score_sql(e.target, p, db_path=None, context=e.fields.get("context"))
-                scores.append(Score({m: (v.correct if v else None) for m, v in verdicts.items() if m != "execution"},
-                                    {m: v.reason for m, v in verdicts.items() if v and v.reason}))
-            return scores
+            return [_without_execution(sql_score(e.target, p, db_path=None, context=e.fields.get("context")))
+                    for e, p in pairs]
         return [Score({"exact": mr.exact_match(e.target, p)}) for e, p in pairs]
+
+
+def _without_execution(score: Score) -> Score:
+    """A JSONL row has no database: `execution` is not one of this task's metrics."""
+    return Score(*({m: v for m, v in part.items() if m != "execution"} for part in (score.outcomes, score.reasons,
+                                                                                     score.errors)))
 
 
 def render_chat_text(turns: Sequence[Message]) -> str:
