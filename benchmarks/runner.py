@@ -334,7 +334,9 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
                                            "fingerprint": fingerprint_rows([e.fields | {"target": e.target} for e in examples])},
         "model_fingerprint": prepared.model.fingerprint(),
         "metric": headline,
-        "accuracy": metrics[headline]["value"],  # over the items with an answer and a score; see errors
+        "accuracy": metrics[headline]["value"],
+        "accuracy_basis": f"{metrics[headline]['n']} of {n} items: those with an answer and a {headline} verdict "
+                          f"({len(failed)} errors, never counted wrong; see errors)",
         "ci95": metrics[headline]["ci95"],
         "metrics": metrics,
         "items": {e.id: dict(s.outcomes) for e, s in zip(examples, scores)},
