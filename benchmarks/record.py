@@ -9,7 +9,7 @@ Shape (schema 2; schema 1 records, written before `errors` existed, still load a
      "data": {"source": "fixtures", "split": "val", "n": 32, "fingerprint": "sha256:..."},
      "model_fingerprint": {"base": ..., "adapter": "sha256:..." | null, "recipe": {...} | null, ...},
      "metric": "execution", "accuracy": 0.31, "ci95": [0.18, 0.48],   # over the items that got an answer
-     "accuracy_basis": "32 of 33 items: those with an answer and a execution verdict (1 errors, never counted wrong; see errors)",
+     "accuracy_basis": "32 of 33 items: those with an answer and a verdict on execution (1 errors, never counted wrong; see errors)",
      "metrics": {"execution": {"value": 0.31, "correct": 10, "n": 32, "ci95": [...], "errors": 0}, ...},
      "items": {"val/0000": {"execution": true, "exact": false, ...}, ...},   # per-item outcomes, null = not scored
      "predictions": {"val/0000": "SELECT ...", "val/0007": null, ...},       # null: no answer (see errors)

@@ -335,7 +335,7 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
         "model_fingerprint": prepared.model.fingerprint(),
         "metric": headline,
         "accuracy": metrics[headline]["value"],
-        "accuracy_basis": f"{metrics[headline]['n']} of {n} items: those with an answer and a {headline} verdict "
+        "accuracy_basis": f"{metrics[headline]['n']} of {n} items: those with an answer and a verdict on {headline} "
                           f"({len(failed)} errors, never counted wrong; see errors)",
         "ci95": metrics[headline]["ci95"],
         "metrics": metrics,
