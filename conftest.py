@@ -48,7 +48,7 @@ def _rate(text: str) -> float:
 
 def _usd(text: str) -> float:
     value = float(text.lstrip("$"))
-    if value < 0:
+    if not 0 <= value < math.inf:  # NaN too: a NaN cap would never refuse
         raise argparse.ArgumentTypeError(f"expected an amount in USD >= 0, got {text!r}")
     return value
 

@@ -80,9 +80,9 @@ def _marks(model_name: str, config: pytest.Config) -> list[pytest.MarkDecorator]
     return [pytest.mark.gpu] if entry.requires_gpu else []
 
 
-@pytest.fixture(scope="session")
-def settings(pytestconfig: pytest.Config) -> Settings:
-    opt = pytestconfig.getoption
+def settings_from(config: pytest.Config) -> Settings:
+    """The run's Settings from its options (resolved once per session)."""
+    opt = config.getoption
     openai = OpenAISettings(base_url=opt("openai_base_url"), model=opt("openai_model"), epochs=opt("openai_epochs"),
                             max_concurrency=opt("openai_concurrency"), timeout_s=opt("openai_timeout"),
                             max_retries=opt("openai_max_retries"))
@@ -94,17 +94,52 @@ def settings(pytestconfig: pytest.Config) -> Settings:
                     train=TrainSettings(recipe_file=str(opt("recipe")) if opt("recipe") else None))
 
 
+_tasks_by_name = pytest.StashKey[dict[str, Task]]()
+
+
+def task_from(config: pytest.Config, name: str) -> Task:
+    """The task `name`, built once per session (a JSONL task reads its folder when built)."""
+    cache = config.stash.setdefault(_tasks_by_name, {})
+    if name not in cache:
+        cache[name] = get_task(name, jsonl_folder=config.getoption("jsonl"), jsonl_scorer=config.getoption("jsonl_scorer"))
+    return cache[name]
+
+
+def thresholds_file(config: pytest.Config):
+    from benchmarks import thresholds
+
+    return config.getoption("thresholds") or thresholds.THRESHOLDS_FILE
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Check every input of the selected pairs before the first test loads a model: one usage error (exit 4)
+    listing every problem, instead of a failure after training."""
+    pairs = [item.callspec.params["pair"] for item in session.items
+             if hasattr(item, "callspec") and "pair" in item.callspec.params]
+    if not pairs:
+        return
+    from benchmarks import preflight
+    from models.errors import FtbenchError
+
+    config = session.config
+    try:
+        found = preflight.problems(pairs, settings_from(config), lambda name: task_from(config, name),
+                                   thresholds_file(config))
+    except FtbenchError as err:  # the options themselves (--data, --prices) are unusable
+        found = [str(err)]
+    if found:
+        raise pytest.UsageError(f"ftbench: {len(found)} problem(s) with the inputs; nothing was trained, generated "
+                                f"or recorded:\n  - " + "\n  - ".join(found))
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> Settings:
+    return settings_from(pytestconfig)
+
+
 @pytest.fixture(scope="session")
 def task_for(pytestconfig: pytest.Config):
-    cache: dict[str, Task] = {}
-
-    def get(name: str) -> Task:
-        if name not in cache:
-            cache[name] = get_task(name, jsonl_folder=pytestconfig.getoption("jsonl"),
-                                   jsonl_scorer=pytestconfig.getoption("jsonl_scorer"))
-        return cache[name]
-
-    return get
+    return lambda name: task_from(pytestconfig, name)
 
 
 @pytest.fixture(scope="session")

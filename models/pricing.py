@@ -6,6 +6,7 @@ Nothing here types a cost in: callers pass seconds and token counts they measure
 from __future__ import annotations
 
 import functools
+import math
 import os
 import platform
 import tomllib
@@ -58,8 +59,36 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
     missing = [key for key in ("date", "hardware") if key not in raw]
     if missing:
         raise ConfigError(f"price table {path} lacks {missing}; see {DEFAULT_PRICE_FILE} for the layout.")
+    problems = price_problems(raw)
+    if problems:
+        raise ConfigError(f"price table {path}: " + "; ".join(problems) + ". Prices are USD numbers >= 0.")
     openai = {name: {k: float(v) for k, v in prices.items() if k != "note"} for name, prices in raw.get("openai", {}).items()}
     return PriceTable(str(raw["date"]), {k: float(v) for k, v in raw["hardware"].items()}, openai, str(path))
+
+
+def price_problems(raw: dict[str, Any]) -> list[str]:
+    """Every price that is not a finite number >= 0, by its TOML path.
+
+    >>> price_problems({"hardware": {"a40": "cheap", "cpu": 0.1}, "openai": {"gpt": {"input": -1, "note": "x"}}})
+    ["hardware.a40 = 'cheap'", 'openai.gpt.input = -1']
+    """
+    sections = [("hardware", raw.get("hardware"))]
+    openai = raw.get("openai", {})
+    if not isinstance(openai, dict):
+        return [f"openai = {openai!r} should be a table of [openai.<model>] sections"]
+    sections += [(f"openai.{name}", prices) for name, prices in openai.items()]
+    problems = []
+    for where, table in sections:
+        if not isinstance(table, dict):
+            problems.append(f"{where} = {table!r} should be a table")
+            continue
+        problems += [f"{where}.{key} = {value!r}" for key, value in table.items()
+                     if key != "note" and not _is_price(value)]
+    return problems
+
+
+def _is_price(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
 
 
 def hardware_cost(seconds: float, usd_per_hour: float) -> float:

@@ -28,6 +28,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("FTBENCH_CACHE") or Path.home() / ".cache" / "ftbench")
 
 
+TINY_RANDOM_CONTEXT = 2048
+"""Positions of tiny-random's configuration."""
+
+
 def load_tiny_random(seed: int = 0):
     """A 2-layer Llama (hidden 64) with a byte-level tokenizer, built in memory: no files, no network."""
     import torch
@@ -36,7 +40,7 @@ def load_tiny_random(seed: int = 0):
     tokenizer = byte_level_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=TINY_RANDOM_CONTEXT,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
     )
@@ -207,6 +211,22 @@ def module_names(weights: str) -> list[str] | None:
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
     return [name for name, _ in model.named_modules()]
+
+
+def tokenizer_and_context(weights: str) -> tuple[Any, int | None] | None:
+    """(tokenizer, context length in tokens) of a catalog weights name without loading the weights, so prompt
+    lengths can be checked first; None when they cannot be read offline (the check is then skipped)."""
+    if weights == "tiny-random":
+        return byte_level_tokenizer(), TINY_RANDOM_CONTEXT
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        source = str(smollm2_folder()[0]) if weights == "smollm2-135m" else weights
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except Exception:  # not cached locally (a hub id not downloaded yet): the model's own limits apply later
+        return None
+    return tokenizer, getattr(config, "max_position_embeddings", None)
 
 
 def _cuda_dtype():

@@ -48,12 +48,11 @@ class JsonlTask:
         if not path.is_file():
             raise DataError(f"{path} not found; a JSONL task folder needs train.jsonl and eval.jsonl.")
         examples = []
-        with path.open(encoding="utf-8") as f:
-            for line_number, line in enumerate(f, start=1):
-                if line.strip():
-                    example = _example(line, split, len(examples), f"{path}, line {line_number}")
-                    self._check_target(example, f"{path}, line {line_number}")
-                    examples.append(example)
+        for line_number, line in read_text_lines(path):
+            if line.strip():
+                example = _example(line, split, len(examples), f"{path}, line {line_number}")
+                self._check_target(example, f"{path}, line {line_number}")
+                examples.append(example)
         return examples
 
     def _check_target(self, example: Example, where: str) -> None:
@@ -81,6 +80,21 @@ class JsonlTask:
             return [_without_execution(sql_score(e.target, p, db_path=None, context=e.fields.get("context")))
                     for e, p in pairs]
         return [Score({"exact": mr.exact_match(e.target, p)}) for e, p in pairs]
+
+
+def read_text_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, with or without a BOM, LF or CRLF; bytes that are not UTF-8 fail
+    naming the file, line and byte."""
+    lines = []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}, line {number}: byte {raw[err.start:err.start + 1]!r} at column {err.start + 1} "
+                                f"is not UTF-8; save the file as UTF-8.") from None
+            lines.append((number, text.rstrip("\r\n")))
+    return lines
 
 
 def _without_execution(score: Score) -> Score:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from models.errors import BackendError, BudgetError, DataError
+from models.errors import BackendError, BudgetError, ConfigError, DataError
 from models.pricing import PriceTable, token_cost
 
 STATE_VERSION = 1  # bump when the state file or the job key changes meaning
@@ -216,8 +217,14 @@ class Budget:
     max_cost_usd: float = 5.0
     """Refuse when the estimate is above this (pytest/CLI --max-cost)."""
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_cost_usd < math.inf:  # a NaN cap would compare False and never refuse
+            raise ConfigError(f"--max-cost must be a finite amount of USD >= 0, got {self.max_cost_usd!r}")
+
     def check(self, usd: float, what: str) -> None:
         """Raise BudgetError (before any paid call) unless `what`, estimated at `usd`, may run."""
+        if not math.isfinite(usd):
+            raise BudgetError(f"refusing paid work: {what} has no finite cost estimate ({usd!r}); check the price table.")
         if not self.allow_paid:
             raise BudgetError(f"refusing paid work without an explicit opt-in: {what} (estimate ${usd:.2f}). "
                               f"Pass --run-paid (pytest) or --yes (ftbench) to spend it.")
