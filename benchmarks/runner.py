@@ -326,7 +326,7 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
                                        settings.prices)
     train_cost, train_basis = _training_cost(prepared.training, settings.prices)
     n = len(examples)
-    return {
+    record, nonfinite = rec.nonfinite_to_null({
         "schema": rec.SCHEMA,
         "task": task.name,
         "model": entry.name,
@@ -354,7 +354,10 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
                                  "cached_items": sum(c.cached for c in completions)}},
         "training": prepared.training,
         "machine": rec.machine_info(hardware.description, hardware.key),
-    }
+    })
+    if nonfinite:  # a bug upstream, not a measurement: the record stays strict JSON and says what it dropped
+        record["nonfinite_fields"] = nonfinite
+    return record
 
 
 def _eval_cost(model: Model, prompt_tokens: int, completion_tokens: int, wall_s: float, hardware_key: str,
