@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 
@@ -37,8 +38,14 @@ def test_trains_writes_files_and_records(tmp_path):
 
 def test_second_run_reuses_the_adapter(tmp_path):
     first = train(tmp_path)
-    second = train(tmp_path)
+
+    def must_not_load(**_):
+        raise AssertionError("a verified cache hit must not load weights or train")
+
+    second = lora.finetune(must_not_load, BASE, PAIRS, TINY, options=lora.RunOptions(cache_dir=tmp_path, progress=False))
     assert second.cached and second.path == first.path and second.info == first.info
+    on_disk = hashlib.sha256((first.path / lora.WEIGHTS).read_bytes()).hexdigest()
+    assert second.weights_sha256 == first.weights_sha256 == first.info["weights_sha256"] == on_disk
 
 
 @pytest.mark.parametrize("change", [

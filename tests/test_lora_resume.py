@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 
 import pytest
 import torch
@@ -69,6 +71,41 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path, capsys, damage):
     assert all(torch.equal(weights(rebuilt)[k], v) for k, v in weights(train(tmp_path)).items())
 
 
+def sha256_of(adapter) -> str:
+    return hashlib.sha256((adapter.path / lora.WEIGHTS).read_bytes()).hexdigest()
+
+
+def test_scrambled_tensor_bytes_with_an_intact_header_are_caught_and_rebuilt(tmp_path, capsys):
+    adapter = train(tmp_path)
+    assert adapter.weights_sha256 == sha256_of(adapter) == adapter.info["weights_sha256"]
+    path = adapter.path / lora.WEIGHTS
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # safetensors: u64 header length, JSON header, then tensor bytes
+    data[start : start + 256] = bytes(b ^ 0x5A for b in data[start : start + 256])
+    path.write_bytes(bytes(data))
+    assert weights(adapter).keys(), "the header is intact: the file still loads, only its tensors changed"
+
+    rebuilt = train(tmp_path)
+    err = capsys.readouterr().err
+    assert not rebuilt.cached, "scrambled weights must be retrained, not used"
+    assert "adapter_model.safetensors fails its checksum" in err and "rebuilding it" in err
+    assert rebuilt.weights_sha256 == sha256_of(rebuilt) == adapter.weights_sha256  # training is deterministic
+
+    again = train(tmp_path)
+    assert again.cached and again.weights_sha256 == rebuilt.weights_sha256 and capsys.readouterr().err == ""
+
+
+def test_an_entry_saved_without_a_checksum_is_rebuilt(tmp_path, capsys):
+    adapter = train(tmp_path)
+    info_path = adapter.path / "train_info.json"
+    info = json.loads(info_path.read_text())
+    del info["weights_sha256"]
+    info_path.write_text(json.dumps(info))
+    rebuilt = train(tmp_path)
+    assert not rebuilt.cached and "has no weights_sha256" in capsys.readouterr().err
+    assert rebuilt.weights_sha256 == sha256_of(rebuilt)
+
+
 def test_validation_loss_is_recorded_and_early_stopping_keeps_the_best(tmp_path):
     recipe = dataclasses.replace(RECIPE, max_steps=12, eval_every=2, early_stopping_patience=1, learning_rate=0.5)
     adapter = train(tmp_path, recipe, validation=VALIDATION)
@@ -81,14 +118,17 @@ def test_validation_loss_is_recorded_and_early_stopping_keeps_the_best(tmp_path)
 
 
 def test_every_recipe_problem_is_listed_at_once():
-    bad = LoraRecipe(r=0, dropout=1.5, quantization="8bit", precision="fp16", target_modules=("q_proj", "wq"),
-                     early_stopping_patience=2)
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(ConfigError) as error:  # values: refused when the recipe is built
+        LoraRecipe(r=0, dropout=1.5, early_stopping_patience=-1)
+    for expected in ["r = 0: must be an integer >= 1", "dropout = 1.5: must be a number in [0, 1)",
+                     "early_stopping_patience = -1: must be an integer >= 0"]:
+        assert expected in str(error.value)
+    bad = LoraRecipe(quantization="8bit", precision="fp16", target_modules=("q_proj", "wq"), early_stopping_patience=2)
+    with pytest.raises(ConfigError) as error:  # the model, the machine and combinations: before loading weights
         validate_recipe(bad, module_names=["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"], cuda=False)
     message = str(error.value)
-    for expected in ["r must be > 0", "dropout must be in [0, 1)", "quantization='8bit' needs a CUDA GPU",
-                     "precision='fp16' needs a CUDA GPU", "target_modules ['wq'] are not in the model",
-                     "early_stopping_patience needs eval_every"]:
+    for expected in ["quantization='8bit' needs a CUDA GPU", "precision='fp16' needs a CUDA GPU",
+                     "target_modules ['wq'] are not in the model", "early_stopping_patience needs eval_every"]:
         assert expected in message
 
 
@@ -119,7 +159,7 @@ def test_bf16_autocast_trains(tmp_path):
 def test_recipe_values_are_type_checked_with_every_problem_listed():
     with pytest.raises(ConfigError) as error:
         TINY.with_overrides(["target_modules=q_proj", "r=eight", "loss_on_prompt=\"yes\"", "seed=1.5"])
-    for expected in ["target_modules must be a list of names", "r must be int, got 'eight'",
-                     "loss_on_prompt must be bool", "seed must be int, got 1.5"]:
+    for expected in ["target_modules = 'q_proj': must be a non-empty list of module names", "r = 'eight': must be an integer",
+                     "loss_on_prompt = 'yes': must be true or false", "seed = 1.5: must be an integer"]:
         assert expected in str(error.value)
     assert TINY.with_overrides(["learning_rate=1"]).learning_rate == 1.0

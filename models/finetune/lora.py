@@ -1,7 +1,8 @@
 """LoRA fine-tuning with peft, top to bottom: key -> (cache hit | validate -> setup -> fit -> save).
 
 - Cached: an adapter lives under a content hash of base weights + recipe + training pairs, so a rerun reuses it and
-  any change trains a new one. A damaged cache entry is detected, reported and rebuilt.
+  any change trains a new one. A damaged cache entry (a file missing or unreadable, or weights whose sha256 differs
+  from the one stored at save) is detected, reported and rebuilt.
 - Atomic: training writes into a temporary folder renamed into place when complete, so a killed run never leaves an
   adapter that a benchmark would pick up.
 - Resumable: checkpoints (LoRA weights, optimizer, scheduler, RNG, data position) every `checkpoint_every` steps;
@@ -43,7 +44,8 @@ IGNORE = -100  # label id that the loss skips
 # Validation loss uses at most this many held-out pairs (the first, in the split's stable order): enough for a loss
 # to a few thousandths, where ViGGO's 714 would cost as much compute as a third of the training on a CPU.
 MAX_VALIDATION_PAIRS = 128
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "recipe.json", "train_info.json")
+WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = ("adapter_config.json", WEIGHTS, "recipe.json", "train_info.json")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Adapter:
     """True when this run reused an adapter instead of training."""
     recipe: LoraRecipe
     """The recipe it was trained with, precision resolved (never 'auto')."""
+    weights_sha256: str
+    """sha256 of adapter_model.safetensors, stored in train_info.json at save and verified on every cache hit."""
 
 
 def adapter_cache() -> Path:
@@ -155,22 +159,29 @@ def finetune(
         _save(accelerator.unwrap_model(model), recipe, info, target)
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
-    return Adapter(target, key, info, cached=False, recipe=recipe)
+    # Read back what is published (on every process; after a lost race, the other writer's adapter).
+    return _published(target, key, recipe, cached=False)
 
 
 def _load_cached(target: Path, key: str, recipe: LoraRecipe) -> Adapter | None:
-    """A complete cache entry, else None; a damaged one is reported and removed so it gets rebuilt."""
+    """A complete, verified cache entry, else None; a damaged one is reported and removed so it gets rebuilt."""
     if not target.exists():
         return None
     problem = _cache_problem(target, key)
     if problem is None:
-        return Adapter(target, key, json.loads((target / "train_info.json").read_text()), cached=True, recipe=recipe)
+        return _published(target, key, recipe, cached=True)
     print(f"ftbench: adapter cache entry {target} is unusable ({problem}); rebuilding it.", file=sys.stderr)
     shutil.rmtree(target, ignore_errors=True)
     return None
 
 
+def _published(target: Path, key: str, recipe: LoraRecipe, *, cached: bool) -> Adapter:
+    info = json.loads((target / "train_info.json").read_text())
+    return Adapter(target, key, info, cached=cached, recipe=recipe, weights_sha256=info["weights_sha256"])
+
+
 def _cache_problem(target: Path, key: str) -> str | None:
+    """Why the entry at `target` cannot be used, or None."""
     missing = [name for name in ADAPTER_FILES if not (target / name).is_file()]
     if missing:
         return f"missing {missing}"
@@ -178,12 +189,38 @@ def _cache_problem(target: Path, key: str) -> str | None:
         info = json.loads((target / "train_info.json").read_text())
         from safetensors import safe_open
 
-        with safe_open(str(target / "adapter_model.safetensors"), framework="pt") as weights:
+        with safe_open(str(target / WEIGHTS), framework="pt") as weights:
             if not list(weights.keys()):
-                return "adapter_model.safetensors holds no tensors"
+                return f"{WEIGHTS} holds no tensors"
     except Exception as err:  # any parse failure means the entry cannot be trusted
         return f"{type(err).__name__}: {err}"
-    return None if info.get("key") == key else "train_info.json belongs to another key"
+    if not isinstance(info, dict):
+        return "train_info.json is not a JSON object"
+    if info.get("key") != key:
+        return "train_info.json belongs to another key"
+    return _checksum_problem(target, info)
+
+
+def _checksum_problem(target: Path, info: dict[str, Any]) -> str | None:
+    """A mismatch between the weights and the sha256 stored at save, or None.
+
+    Tensor bytes can change with the header intact (a bad copy, bit rot, tampering); safetensors still loads such a
+    file and the adapter answers garbage, so only a checksum tells. An entry saved before checksums were stored
+    cannot be verified, so it is rebuilt too."""
+    expected = info.get("weights_sha256")
+    if not expected:
+        return f"train_info.json has no weights_sha256 (saved before adapters were checksummed): {WEIGHTS} cannot be verified"
+    actual = weights_sha256(target)
+    if actual != expected:
+        return (f"{WEIGHTS} fails its checksum: sha256 {actual[:16]}... on disk, {expected[:16]}... recorded in "
+                f"train_info.json at save; the weights changed after training")
+    return None
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 of the adapter's weights file (milliseconds for the few MB of a LoRA adapter)."""
+    with open(folder / WEIGHTS, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def memory_plan(options: RunOptions, recipe: LoraRecipe, cuda: bool) -> tuple[bool, int]:
@@ -529,6 +566,7 @@ def _save(peft_model, recipe: LoraRecipe, info: dict[str, Any], target: Path) ->
     try:
         peft_model.save_pretrained(staging)
         (staging / "recipe.json").write_text(json.dumps(recipe.to_json(), indent=2))
+        info = info | {"weights_sha256": weights_sha256(staging)}  # of the bytes written, checked on every load
         (staging / "train_info.json").write_text(json.dumps(info, indent=2))  # written last: marks completeness
         staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must be readable
         staging.rename(target)

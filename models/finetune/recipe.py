@@ -1,21 +1,26 @@
 """LoRA recipes as data: frozen, documented, hashed into the adapter cache key and saved next to each adapter.
 
-`validate_recipe` checks a recipe against the model's structure and the machine before any weight is loaded,
-and lists every problem at once.
+Values are checked in one place, `_check_values` (type, range, finiteness per field), run whenever a recipe is
+built (code, JSON, `--set`, `dataclasses.replace`), so no invalid value reaches training or a cache key; every
+invalid field is listed with its value and what it must be. `validate_recipe` adds what depends on the model and
+the machine (target modules, CUDA-only options) before any weight is loaded, again listing every problem at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.errors import ConfigError
 from models.precision import PRECISIONS
+
 QUANTIZATIONS = (None, "8bit", "4bit")
+EXAMPLE = '{"r": 8}'
 
 
 @dataclass(frozen=True)
@@ -61,23 +66,29 @@ class LoraRecipe:
     seed: int = 0
     """Seed for LoRA init, dropout and data order."""
 
+    def __post_init__(self) -> None:
+        # Every construction passes here (dataclasses.replace too). Ints given for float fields become floats, so
+        # LoraRecipe(learning_rate=1) and one read from {"learning_rate": 1.0} hash to the same adapter key.
+        values, problems = _check_values({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if problems:
+            raise ConfigError(_listing("invalid LoRA recipe", problems))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LoraRecipe":
-        """A recipe from JSON-like values; every field is checked against its type, all problems listed at once."""
-        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        problems = [f"unknown recipe fields {sorted(set(data) - set(defaults))}; known fields: {sorted(defaults)}"
-                    ] if set(data) - set(defaults) else []
-        values = {}
-        for name, value in data.items():
-            if name in defaults:
-                value, problem = _coerce(name, value, defaults[name])
-                values[name] = value
-                problems += [problem] if problem else []
-        if problems:
-            raise ConfigError("invalid LoRA recipe:\n  - " + "\n  - ".join(problems))
+    def from_json(cls, data: Any, source: str | None = None) -> "LoraRecipe":
+        """A recipe from JSON-like values; unknown fields and invalid values all listed at once (with `source`,
+        e.g. the file they came from)."""
+        _require_object(data, source or "the recipe")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        problems = [f"unknown recipe fields {unknown}; known fields: {sorted(known)}"] if unknown else []
+        values, invalid = _check_values({name: value for name, value in data.items() if name in known})
+        if problems or invalid:
+            raise ConfigError(_listing(f"invalid LoRA recipe{f' in {source}' if source else ''}", problems + invalid))
         return cls(**values)
 
     @classmethod
@@ -85,9 +96,11 @@ class LoraRecipe:
         """A JSON file of recipe fields; fields it leaves out keep `base`'s values."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read recipe {path}: {err}. Expected a JSON object of recipe fields.") from err
-        return cls.from_json((base or cls()).to_json() | data)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read recipe {path}: {err}. Expected a JSON object of recipe fields such as "
+                              f"{EXAMPLE}.") from err
+        _require_object(data, str(path))  # before merging: a list cannot be merged into the base's fields
+        return cls.from_json((base or cls()).to_json() | data, source=str(path))
 
     def with_overrides(self, assignments: Iterable[str]) -> "LoraRecipe":
         """Apply `key=value` strings (values parsed as JSON, else taken as text), e.g. `r=8`, `precision=bf16`."""
@@ -106,7 +119,7 @@ class LoraRecipe:
         """This recipe with precision='auto' replaced by what `device` ('cpu', 'cuda', 'auto') computes natively."""
         from models.precision import resolve
 
-        if self.precision != "auto":  # explicit (or invalid: validate_recipe reports it with the rest)
+        if self.precision != "auto":
             return self
         return dataclasses.replace(self, precision=resolve("auto", device).precision)
 
@@ -115,52 +128,96 @@ class LoraRecipe:
         return self.batch_size * self.grad_accum
 
 
-def _coerce(name: str, value: Any, default: Any) -> tuple[Any, str | None]:
-    """`value` in the type of the field's default (ints may stand for floats), or a problem naming both."""
-    if name == "quantization":
-        return value, None if value is None or isinstance(value, str) else f"quantization must be null, '8bit' or '4bit', got {value!r}"
-    if isinstance(default, tuple):
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-        return (tuple(value) if ok else value), None if ok else f"{name} must be a list of names, e.g. [\"q_proj\", \"v_proj\"], got {value!r}"
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default)) and not isinstance(value, bool)
-    return value, None if ok else f"{name} must be {type(default).__name__}, got {value!r}"
+# One rule per field: value -> (the value as stored, None) or (value, what it must be). Ints stand for floats;
+# bools are not numbers (JSON true is not 1); NaN and infinities are refused everywhere (inf passes `x > 0`, and a
+# NaN or infinite learning rate, dropout or epoch count trains garbage or never ends).
+Rule = Callable[[Any], tuple]
+
+
+def _integer(low: int, high: int | None = None) -> Rule:
+    wanted = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
+    def rule(value: Any) -> tuple[Any, str | None]:
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value and (high is None or value <= high)
+        return value, None if ok else wanted
+    return rule
+
+
+def _number(wanted: str, within: Callable[[float], bool]) -> Rule:
+    def rule(value: Any) -> tuple[Any, str | None]:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and within(value))
+        return (float(value), None) if ok else (value, wanted)
+    return rule
+
+
+def _choice(choices: tuple) -> Rule:
+    wanted = "one of " + ", ".join("null" if c is None else c for c in choices)
+    return lambda value: (value, None if isinstance(value, (str, type(None))) and value in choices else wanted)
+
+
+def _boolean(value: Any) -> tuple[Any, str | None]:
+    return value, None if isinstance(value, bool) else "true or false"
+
+
+def _names(value: Any) -> tuple[Any, str | None]:
+    ok = isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value)
+    return (tuple(value), None) if ok else (value, 'a non-empty list of module names, e.g. ["q_proj", "v_proj"]')
+
+
+RULES: dict[str, Rule] = {
+    "r": _integer(1), "alpha": _integer(1), "dropout": _number("a number in [0, 1)", lambda x: 0 <= x < 1),
+    "target_modules": _names, "learning_rate": _number("a finite number > 0", lambda x: x > 0),
+    "weight_decay": _number("a finite number >= 0", lambda x: x >= 0), "warmup_steps": _integer(0),
+    "epochs": _number("a finite number > 0", lambda x: x > 0), "max_steps": _integer(1), "batch_size": _integer(1),
+    "grad_accum": _integer(1), "max_length": _integer(1), "loss_on_prompt": _boolean,
+    "precision": _choice(PRECISIONS), "quantization": _choice(QUANTIZATIONS), "eval_every": _integer(0),
+    "early_stopping_patience": _integer(0), "seed": _integer(0, 2**32 - 1),  # the range every seeding API (numpy's too) accepts
+}
+
+
+def _check_values(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(values as stored, one problem per invalid field: `name = value: must be ...`)."""
+    checked, problems = {}, []
+    for name, value in values.items():
+        checked[name], wanted = RULES[name](value)
+        if wanted:
+            problems.append(f"{name} = {value!r}: must be {wanted}")
+    return checked, problems
+
+
+def _require_object(data: Any, where: str) -> None:
+    """A recipe is a JSON object; say what else `where` holds instead of failing with a TypeError."""
+    if isinstance(data, dict):
+        return
+    kinds = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean", type(None): "JSON null"}
+    kind = kinds.get(type(data), "a JSON number" if isinstance(data, (int, float)) else type(data).__name__)
+    raise ConfigError(f"{where} holds {kind}; expected an object of recipe fields such as {EXAMPLE}")
+
+
+def _listing(title: str, problems: list[str]) -> str:
+    return f"{title}:\n  - " + "\n  - ".join(problems)
 
 
 def validate_recipe(recipe: LoraRecipe, *, module_names: Iterable[str] | None, cuda: bool) -> None:
-    """Raise ConfigError listing every problem of `recipe` for this model and machine (nothing is loaded yet)."""
-    problems = [f"{name} must be > 0, got {getattr(recipe, name)!r}"
-                for name in ("r", "alpha", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum",
-                             "max_length") if not getattr(recipe, name) > 0]
-    if not 0 <= recipe.dropout < 1:
-        problems.append(f"dropout must be in [0, 1), got {recipe.dropout}")
-    if recipe.precision not in PRECISIONS:
-        problems.append(f"precision must be one of {PRECISIONS}, got {recipe.precision!r}")
-    if recipe.quantization not in QUANTIZATIONS:
-        problems.append(f"quantization must be one of {QUANTIZATIONS}, got {recipe.quantization!r}")
+    """Raise ConfigError listing every problem of `recipe` for this model and machine (nothing is loaded yet).
+
+    Values were checked when the recipe was built; what is left depends on the model, the machine, or two fields."""
+    problems = []
     if recipe.quantization and not cuda:
         problems.append(f"quantization={recipe.quantization!r} needs a CUDA GPU (bitsandbytes); use quantization=null on CPU")
     if recipe.precision == "fp16" and not cuda:
         problems.append("precision='fp16' needs a CUDA GPU; use 'auto' or 'fp32' on CPU")
-    if recipe.early_stopping_patience < 0 or recipe.eval_every < 0:
-        problems.append("eval_every and early_stopping_patience must be >= 0")
     if recipe.early_stopping_patience and not recipe.eval_every:
         problems.append("early_stopping_patience needs eval_every > 0 (how often to check the validation loss)")
-    if not recipe.target_modules:
-        problems.append("target_modules is empty; name the linear layers to adapt, e.g. q_proj, v_proj")
-    elif module_names is not None:
+    if module_names is not None:
         leaves = {name.rsplit(".", 1)[-1] for name in module_names}
         missing = [m for m in recipe.target_modules if m not in leaves]
         if missing:
             linear_like = sorted(n for n in leaves if n.endswith(("proj", "fc", "fc1", "fc2", "dense", "c_attn", "c_proj")))
             problems.append(f"target_modules {missing} are not in the model; it has e.g. {linear_like[:12]}")
     if problems:
-        raise ConfigError("invalid LoRA recipe:\n  - " + "\n  - ".join(problems))
+        raise ConfigError(_listing("invalid LoRA recipe", problems))
 
 
 # The default for the embedded SmolLM2 on CPU: all linear layers, a high learning rate, a step cap; precision auto
