@@ -85,7 +85,7 @@ def _read_lines(path: Path, role: str) -> list[str]:
     except OSError as error:
         raise InputError(f"cannot read the {role} file {path}: {error.strerror}; check the --{role} path") from error
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM (Windows editors) is not part of the first line
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise InputError(
@@ -112,7 +112,7 @@ def read_gold(path: Path) -> list[tuple[str, str]]:
 
 def read_contexts(path: Path, gold: list[tuple[str, str]]) -> list[str]:
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as error:
         raise InputError(f"cannot read the context file {path}: {error.strerror}; check --context-file") from error
     except (ValueError, UnicodeDecodeError) as error:
@@ -134,7 +134,7 @@ def read_contexts(path: Path, gold: list[tuple[str, str]]) -> list[str]:
 def read_tables(path: Path) -> dict[str, str]:
     """db_id -> CREATE TABLE text, from Spider's tables.json."""
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))
         schemas = {}
         for entry in entries:
             columns: list[list[tuple[str, str]]] = [[] for _ in entry["table_names_original"]]

@@ -160,3 +160,12 @@ def test_seed_gold_against_itself_is_perfect(tmp_path, capsys) -> None:
     for name, figures in summary["metrics"].items():
         assert figures["correct"] == figures["n"] > 500, (name, figures)
     assert summary["metrics"]["execution"]["n"] == 536
+
+
+def test_a_bom_is_not_part_of_the_first_gold_line(tmp_path, spider_dir, capsys) -> None:
+    gold, pred = tmp_path / "gold.sql", tmp_path / "pred.txt"
+    gold.write_bytes("\ufeffSELECT count(*) FROM singer\tconcert_singer\r\n".encode())
+    pred.write_bytes("\ufeffSELECT count(*) FROM singer\r\n".encode())
+    assert score_sql.main(["--gold", str(gold), "--pred", str(pred), "--db", str(spider_dir), "--no-progress"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"summary"' not in line]
+    assert row["exact"]["correct"] is True
