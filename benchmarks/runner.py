@@ -104,7 +104,9 @@ def prepare_model(entry: CatalogEntry | OpenAIEntry, task: Task, settings: Setti
                        options=RunOptions(checkpoint_every=settings.train.checkpoint_every, progress=settings.progress,
                                           gradient_checkpointing=settings.train.gradient_checkpointing,
                                           micro_batch_size=settings.train.micro_batch_size))
-    adapter_fingerprint = {"adapter": f"sha256:{adapter.key[:32]}", "recipe": adapter.recipe.to_json()}
+    # The weights' own hash too: a retrained adapter with other weights (another torch, GPU kernels) is another model
+    adapter_fingerprint = {"adapter": f"sha256:{adapter.key[:32]}", "adapter_weights": f"sha256:{adapter.weights_sha256}",
+                           "recipe": adapter.recipe.to_json()}
     training = adapter.info | {"cached": adapter.cached, "train_split": task.train_split, "validation": split.how,
                                "train_fingerprint": fingerprint_rows([e.fields for e in split.train])}
     return PreparedModel(_with_prediction_cache(entry.load(adapter.path, adapter_fingerprint), settings), training)

@@ -59,12 +59,17 @@ def test_finetune_refuses_a_base_model_with_the_choices(capsys):
     assert "is not a fine-tuned entry; choose one of" in capsys.readouterr().err
 
 
-def test_invalid_recipe_override_lists_every_problem(capsys):
-    code = main(["finetune", "--task", "spider", "--model", "tiny-random-lora", "--set", "r=0", "--set",
-                 "quantization=8bit", "--set", "target_modules=[\"nope\"]"])
+def test_invalid_recipe_override_names_the_value(capsys):
+    code = main(["finetune", "--task", "spider", "--model", "tiny-random-lora", "--set", "r=0"])
+    assert code == 2 and "r = 0: must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_recipe_problems_for_this_model_and_machine_are_listed_together(capsys):
+    code = main(["finetune", "--task", "spider", "--model", "tiny-random-lora", "--set", "quantization=8bit",
+                 "--set", "target_modules=[\"nope\"]"])
     err = capsys.readouterr().err
     assert code == 2
-    for problem in ["r must be > 0", "needs a CUDA GPU", "target_modules ['nope'] are not in the model"]:
+    for problem in ["needs a CUDA GPU", "target_modules ['nope'] are not in the model"]:
         assert problem in err
 
 
