@@ -14,16 +14,24 @@ Gating (`GateRules`; every limit is an option of `ftbench diff`):
     cost       eval cost per 1K requests, or train cost, rose by more than --max-cost-increase percent
     errors     a pair whose new run has failed items (an outage, timeouts, malformed answers, scorer errors) is
                marked ERRORS and not judged: its accuracy covers only the answered items, so it is no evidence of a
-               regression, and no evidence of its absence either
+               regression, and no evidence of its absence either. So is a pair where either run has n = 0
+               (data.n or the headline metric's n): an empty eval set, or nothing scored, proves nothing, so it
+               never passes
+
+Every record is checked before anything is compared (`benchmarks.record.validate_record`): each field the diff
+reads must have its documented type, and every number must be finite (Python's json reads NaN and Infinity, which
+would compare as "no change") and in range. A file with a bad record is refused as a whole, listing every problem.
 
 Exit codes:
     0  no regression (flags, added and removed pairs are reported but do not fail)
     1  at least one regression, and no pair with errors
-    2  unusable input: a file that cannot be read, is not JSON, is not pytest-benchmark JSON, holds no ftbench
-       record or records of an unknown schema version, holds one (task, model) twice; two runs with no pair in
-       common; an --output equal to an input; a bad gating option
-    3  at least one pair of the new run has errors (rerun it when the cause is fixed); regressions of other pairs
-       are listed too
+    2  unusable input: a file that cannot be read, is not JSON (or is nested too deeply to parse), is not
+       pytest-benchmark JSON, holds no ftbench record or records of an unknown schema version, holds a malformed
+       record (a field of the wrong type, a NaN or infinite number, a value out of range: every one is named
+       with its file, pair and field), holds one (task, model) twice; two runs with no pair in common; an
+       --output equal to an input; a bad gating option. Nothing is written
+    3  at least one pair cannot be judged: the new run has errors, or either run has n = 0 (rerun it when the
+       cause is fixed); regressions of other pairs are listed too
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import READABLE_SCHEMAS, SCHEMA, errors_of
+from benchmarks.record import READABLE_SCHEMAS, SCHEMA, errors_of, validate_record
 from models.errors import ConfigError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE, EXIT_ERRORS = 0, 1, 2, 3
@@ -49,12 +57,16 @@ exit codes:
   0  no regression (flags, added and removed pairs are reported but do not fail)
   1  at least one regression under the gating rules, and no pair with errors
   2  unusable input: unreadable, not JSON, not pytest-benchmark JSON, no ftbench record, an unknown record
-     schema version, a (task, model) recorded twice, no pair in common, or --output equal to an input
-  3  the new run has errors (failed requests or scorers) in at least one pair: not judged, rerun it
+     schema version, a malformed record (wrong type, NaN/Infinity, out of range: each named by file, pair and
+     field), a (task, model) recorded twice, no pair in common, or --output equal to an input; nothing is written
+  3  a pair cannot be judged: the new run has errors (failed requests or scorers), or either run has n = 0
+     (no item evaluated or scored); fix the cause and rerun
 """
 
 Pair = tuple[str, str]
 """(task, model): how records of two runs are matched."""
+LISTED_PROBLEMS = 50
+"""Malformed values listed in full per file; a file broken everywhere (every item NaN) gets a count beyond that."""
 
 
 class DiffInputError(ConfigError):
@@ -114,12 +126,17 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     document = _read_json(Path(path))
     benchmarks = _benchmark_list(document, path)
     commit = document.get("commit_info") or {}
+    commit = commit.get("id") if isinstance(commit, dict) else None
     return Run(
         path=str(path),
-        datetime=document.get("datetime"),
-        commit=commit.get("id") if isinstance(commit, dict) else None,
+        datetime=_text_or_none(document.get("datetime")),  # both are only shown: a wrong type is dropped, not fatal
+        commit=_text_or_none(commit),
         records=_records_by_pair(benchmarks, path),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _read_json(path: Path) -> Any:
@@ -136,6 +153,14 @@ def _read_json(path: Path) -> Any:
             f"{path}: not JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
             f"pass a file written by pytest --benchmark-json"
         ) from error
+    except RecursionError as error:  # json's parser recurses once per nesting level
+        raise DiffInputError(
+            f"{path}: JSON nested too deeply to read (about 1000 levels or more; a pytest-benchmark file is under "
+            f"10 deep); pass a file written by pytest --benchmark-json"
+        ) from error
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise DiffInputError(f"{path}: not readable JSON ({error}); pass a file written by pytest --benchmark-json") \
+            from error
 
 
 def _benchmark_list(document: Any, path: object) -> list[dict[str, Any]]:
@@ -150,18 +175,28 @@ def _benchmark_list(document: Any, path: object) -> list[dict[str, Any]]:
 def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pair, dict[str, Any]]:
     records: dict[Pair, dict[str, Any]] = {}
     names: dict[Pair, str] = {}
+    problems: list[str] = []
     for benchmark in benchmarks:
         record = benchmark.get("extra_info") or {}
         if not isinstance(record, dict) or "schema" not in record:
             continue  # a plain timing benchmark, not an ftbench record
-        name = benchmark.get("fullname") or benchmark.get("name") or "?"
-        pair = _checked_pair(record, f"{path}: benchmark {name}")
+        name = _text_or_none(benchmark.get("fullname")) or _text_or_none(benchmark.get("name")) or "?"
+        _check_schema(record, f"{path}: benchmark {name}")
+        pair = record.get("task"), record.get("model")
+        found = validate_record(record)
+        if found:  # keep going: the message lists every bad record of the file, not the first
+            named = all(isinstance(part, str) and part for part in pair)
+            where = f"{pair[0]} / {pair[1]}" if named else f"benchmark {name}"  # no pair to name: the test's name
+            problems += [f"{path}: {where}: {problem}" for problem in found]
+            continue
         if pair in records:
             raise DiffInputError(
                 f"{path}: task {pair[0]!r} x model {pair[1]!r} is recorded twice ({names[pair]} and {name}); "
                 f"diff one run per file"
             )
         records[pair], names[pair] = record, name
+    if problems:
+        raise DiffInputError(_malformed(path, problems))
     if not records:
         raise DiffInputError(
             f"{path}: none of its {len(benchmarks)} benchmarks carries an ftbench record (extra_info with 'schema'); "
@@ -170,19 +205,28 @@ def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pai
     return records
 
 
-def _checked_pair(record: dict[str, Any], where: str) -> Pair:
-    if record["schema"] not in READABLE_SCHEMAS:
+def _check_schema(record: dict[str, Any], where: str) -> None:
+    """An unknown schema version is refused on its own: its other fields cannot be judged by this version."""
+    schema = record["schema"]
+    if schema not in READABLE_SCHEMAS:
+        shown = repr(schema)[:40] if isinstance(schema, (str, int, float)) else f"of type {type(schema).__name__}"
         raise DiffInputError(
-            f"{where}: record schema {record['schema']!r}, but this ftbench reads schemas "
+            f"{where}: record schema {shown}, but this ftbench reads schemas "
             f"{', '.join(map(str, READABLE_SCHEMAS))} (it writes {SCHEMA}); "
             f"re-run the benchmarks with this version, or diff with the ftbench version that wrote the file"
         )
-    task, model = record.get("task"), record.get("model")
-    if not (isinstance(task, str) and task and isinstance(model, str) and model):
-        raise DiffInputError(f"{where}: record without a task and model name (task={task!r}, model={model!r})")
-    if not isinstance(record.get("items", {}), dict):
-        raise DiffInputError(f"{where}: 'items' must map example ids to outcomes, got {type(record['items']).__name__}")
-    return task, model
+
+
+def _malformed(path: object, problems: list[str]) -> str:
+    listed = problems[:LISTED_PROBLEMS]
+    more = len(problems) - len(listed)
+    return "\n  ".join([
+        f"{path}: {len(problems)} malformed value(s) in its ftbench records, so none of it is used: a record "
+        f"holds finite numbers and the types documented in benchmarks/record.py. Rerun the benchmark that wrote it "
+        f"(or fix the tool that edited it):",
+        *listed,
+        *([f"... and {more} more"] if more else []),
+    ])
 
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -286,16 +330,17 @@ class Change:
 
     @property
     def percent(self) -> float | None:
-        """Relative change in percent; None when a value is missing or the old one is 0."""
+        """Relative change in percent; None when a value is missing, the old one is 0, or the ratio overflows."""
         if self.delta is None or self.old == 0:
             return None
-        return self.delta / abs(self.old) * 100
+        percent = self.delta / abs(self.old) * 100
+        return percent if math.isfinite(percent) else None  # 1e300 over 1e-300: never print inf
 
     def rose_above(self, limit_percent: float) -> bool:
-        """True when the value rose by more than `limit_percent` (any rise from 0 counts)."""
+        """True when the value rose by more than `limit_percent` (any rise from 0, or beyond float range, counts)."""
         if self.delta is None or self.delta <= 0:
             return False
-        return self.old == 0 or self.percent > limit_percent
+        return self.percent is None or self.percent > limit_percent
 
     def to_json(self) -> dict[str, float | None]:
         return {"old": self.old, "new": self.new, "delta": self.delta, "percent": self.percent}
@@ -335,7 +380,7 @@ class PairDiff:
     error_rate: Change = Change(0.0, 0.0)
     """Share of items that failed (no answer or no score), old -> new."""
     errors: list[str] = field(default_factory=list)
-    """The new run's failures, when it has any: the pair is then not judged."""
+    """The new run's failures, or a run with n = 0, when there are any: the pair is then not judged."""
     regressions: list[str] = field(default_factory=list)
     """Why this pair fails the gate, one sentence each; empty when it passes."""
     flags: list[str] = field(default_factory=list)
@@ -456,8 +501,8 @@ def diff_records(old: dict[str, Any], new: dict[str, Any], rules: GateRules = Ga
         cost_per_1k=_change(old, new, "cost_usd", "per_1k_requests"),
         error_rate=Change(errors_of(old)["rate"], errors_of(new)["rate"]),
     )
-    failures = _error_lines(errors_of(new))
-    if failures:  # an outage or a broken scorer: the numbers describe part of the run, so they are not judged
+    failures = _error_lines(errors_of(new)) + _nothing_scored(old, "old", metric) + _nothing_scored(new, "new", metric)
+    if failures:  # an outage, a broken scorer, an empty run: the numbers describe part of a run or none, not judged
         return replace(draft, errors=failures, flags=_flags(old, new, draft))
     return replace(draft, regressions=_regressions(draft, rules), flags=_flags(old, new, draft))
 
@@ -467,6 +512,16 @@ def _error_lines(errors: dict[str, Any]) -> list[str]:
         return []
     first = "; ".join(f"{e['id']} {e['stage']}: {e['reason']}" for e in errors["first"][:3])
     return [f"{errors['count']} items failed ({errors['rate']:.1%}): {errors['by_reason']}; first: {first}"]
+
+
+def _nothing_scored(record: dict[str, Any], side: str, metric: str) -> list[str]:
+    """An empty eval set or a headline nobody scored: the paired test would see no item and pass, so say so."""
+    if _dig(record, ("data", "n")) == 0:
+        return [f"the {side} run evaluated no item (data.n = 0): check --limit and the data split, then rerun it"]
+    if _dig(record, ("metrics", metric, "n")) == 0:
+        return [f"the {side} run scored no item on {metric} (metrics.{metric}.n = 0): nothing to compare; "
+                f"see its errors, then rerun it"]
+    return []
 
 
 def diff_files(
@@ -545,7 +600,8 @@ def _regressions(pair: PairDiff, rules: GateRules) -> list[str]:
 
 
 def _rise(change: Change, unit) -> str:
-    percent = "from zero" if change.percent is None else f"{change.percent:+.1f}%"
+    percent = ("from zero" if change.old == 0 else "beyond float range" if change.percent is None
+               else f"{change.percent:+.1f}%")
     return f"{percent}: {unit(change.old)} -> {unit(change.new)}"
 
 
@@ -713,7 +769,7 @@ def format_markdown(result: RunDiff) -> str:
         f"Old `{_run_label(result.old)}` → new `{_run_label(result.new)}`. "
         f"Gate: accuracy drop > {rules.min_drop} pts "
         f"at p < {rules.alpha} (exact McNemar on shared items), latency p50 > +{rules.max_latency_increase}%, "
-        f"cost > +{rules.max_cost_increase}%; a pair with failed items is not judged (ERRORS).",
+        f"cost > +{rules.max_cost_increase}%; a pair with failed items or n = 0 is not judged (ERRORS).",
         "",
         "| " + " | ".join((*TABLE_HEADER, "other metrics")) + " |",
         "|" + "---|" * (len(TABLE_HEADER) + 1),

@@ -142,6 +142,9 @@ def machine_info(hardware_description: str, hardware_key: str) -> dict[str, str]
 MAX_DEPTH = 64
 """Deepest nesting a record may have. Real records are about 5 levels deep; a deeper one is hostile or broken, and
 would exhaust the recursion of the readers (json.dumps, the fingerprint diff)."""
+LARGEST_COST_OR_TIME = 1e12
+"""Above this a cost (USD) or time (s) is a units or overflow bug, not a measurement; refusing it keeps every sum,
+ratio and figure axis of the readers finite (matplotlib's ticks overflow near the float limit)."""
 _MISSING = object()
 
 
@@ -162,7 +165,8 @@ def is_finite_number(value: Any) -> bool:
 def validate_record(record: Any) -> list[str]:
     """Every problem that keeps `ftbench diff` and `ftbench report` from reading `record`, one line each naming the
     field and its value: a wrong type, a number that is NaN or infinite (Python's json reads NaN and Infinity),
-    a value out of range (accuracies, rates and interval bounds in [0, 1]; counts, costs and latencies >= 0), or
+    a field the runner nulled because it computed one (`nonfinite_fields`), a value out of range (accuracies,
+    rates and interval bounds in [0, 1]; counts >= 0; costs and latencies in [0, LARGEST_COST_OR_TIME]), or
     nesting deeper than MAX_DEPTH. Empty when the record is fine. Schema 1 and 2 are checked alike: a field a
     record lacks is not a problem (schema 1 has no `errors`), and null stands for "not measured", as the runner
     writes it (the latency of a run without answers, the value of a metric nothing was scored on).
@@ -234,7 +238,8 @@ class _Checks:
         elif value < 0:
             self.problem(path, value, "is negative")
         elif value > high:
-            self.problem(path, value, f"is above {high:g}")
+            beyond = ": no real cost (USD) or time (s) is that large" if high == LARGEST_COST_OR_TIME else ""
+            self.problem(path, value, f"is above {high:g}{beyond}")
 
     def text(self, path: str, value: Any, required: bool = False) -> None:
         if required and (value is _MISSING or value is None or value == ""):
@@ -281,11 +286,27 @@ class _Checks:
                               ("cost_usd", ("train", "eval", "per_1k_requests")), ("data", ("n",))):
             values = self.mapping(section, get(section, _MISSING))
             for key in keys:
-                self.number(f"{section}.{key}", values.get(key), integer=key == "n")
+                if key == "n":
+                    self.number(f"{section}.{key}", values.get(key), integer=True)
+                else:
+                    self.number(f"{section}.{key}", values.get(key), high=LARGEST_COST_OR_TIME)
         for section, key in (("cost_usd", "prices_date"), ("data", "fingerprint"), ("machine", "hardware"),
                              ("machine", "precision_auto"), ("training", "precision")):
             self.text(f"{section}.{key}", self.mapping(section, get(section, _MISSING)).get(key, _MISSING))
         self.errors(get("errors", _MISSING))
+        self.nulled(get("nonfinite_fields", _MISSING))
+
+    def nulled(self, paths: Any) -> None:
+        """Fields the runner nulled because it computed NaN or Infinity (`nonfinite_to_null`): read as null they
+        would pass every gate unseen, so they are refused like the non-finite numbers they were."""
+        if paths is None or paths is _MISSING:
+            return
+        if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+            self.problem("nonfinite_fields", paths, "is not a list of field paths")
+            return
+        for path in paths:
+            self.found.setdefault(path, f"{path} was NaN or infinite when the run computed it (nulled, listed in "
+                                        f"nonfinite_fields): a bug in that run, not a measurement")
 
     def metric(self, path: str, entry: dict[str, Any]) -> None:
         self.number(f"{path}.value", entry.get("value"), high=1)

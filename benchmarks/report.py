@@ -9,7 +9,12 @@ Reads the ftbench records of one or more pytest-benchmark JSON files and writes 
 Figures need matplotlib (`pip install 'ftbench[plots]'`); `--no-plots` writes the Markdown alone.
 Every file is written under a temporary name and renamed, so a reader never sees half a file.
 
-Exit codes: 0 written; 2 unusable input (see `ftbench diff`), an output path equal to an input, or no matplotlib.
+Every record is checked first (`benchmarks.record.validate_record`, as in `ftbench diff`): a file holding a field of
+the wrong type or a NaN or infinite number is refused, naming file, pair, field and value, and nothing is written.
+So the report never shows nan or inf; a value that is not measured (null) shows as "–".
+
+Exit codes: 0 written; 2 unusable input (see `ftbench diff`: unreadable, not JSON, too deeply nested, a malformed
+record), an output path equal to an input, or no matplotlib. No report file is written on exit 2.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 from benchmarks.diff import Run, read_run, refuse_overwriting_inputs, replacing, write_atomic
 from benchmarks.stats import wilson_interval
-from benchmarks.record import errors_of
+from benchmarks.record import errors_of, is_finite_number
 from models.errors import FtbenchError, MissingDependencyError
 
 EXIT_OK, EXIT_UNUSABLE = 0, 2
@@ -125,7 +130,7 @@ def _entry(run: str, record: dict[str, Any]) -> Entry:
 
 def _machine(machine: dict[str, Any]) -> str:
     auto = f" (precision auto -> {machine['precision_auto']})" if machine.get("precision_auto") else ""
-    return f"{machine.get('hardware', 'unknown hardware')}{auto}"
+    return f"{machine.get('hardware') or 'unknown hardware'}{auto}"
 
 
 def _metric_row(name: str, metric: Any) -> MetricRow:
@@ -142,7 +147,7 @@ def _metric_row(name: str, metric: Any) -> MetricRow:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return float(value) if is_finite_number(value) else None  # records are validated; this keeps nan off the page
 
 
 def _interval(value: Any) -> tuple[float, float] | None:

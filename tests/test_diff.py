@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import doctest
+import contextlib
+import io
 import json
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -386,3 +390,263 @@ def test_markdown_names_the_errors(tmp_path, capsys):
     assert cli(old, new, "--format", "markdown") == 3
     shown = capsys.readouterr().out
     assert shown.startswith("### ⚠️ ftbench diff: ERRORS") and "**Errors (not judged" in shown
+
+
+# ------------------------------------------------------------------------- malformed records (issue 13)
+
+PAIR = "spider / smollm2-135m-lora"
+NON_FINITE = (float("nan"), float("inf"), float("-inf"))
+
+
+def set_field(record: dict, path: str, value) -> dict:
+    """Set a dotted field path ("latency_s.p50", "items.val/0003.execution") to `value`; returns the record."""
+    *parents, leaf = path.split(".")
+    target = record
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    return record
+
+
+def refused(tmp_path, capsys, new_record: dict, *options) -> str:
+    """Diff a good old run against `new_record`: assert exit 2 with no output file; return the message."""
+    old = write_run(tmp_path / "old.json", make_record())
+    new = write_run(tmp_path / "new.json", new_record)
+    assert cli(old, new, "--output", tmp_path / "diff.md", *options) == 2
+    assert not (tmp_path / "diff.md").exists()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    return captured.err
+
+
+def test_the_testers_non_finite_run_is_refused_listing_every_field(tmp_path, capsys):
+    """Before: exit 0, status ok, no flag."""
+    new = make_record(latency_s__p50=float("inf"), cost_usd__per_1k_requests=float("nan"),
+                      cost_usd__train=float("-inf"), accuracy=float("nan"))
+    message = refused(tmp_path, capsys, new)
+    assert f"{tmp_path / 'new.json'}: 4 malformed value(s)" in message
+    for line in ("latency_s.p50 = Infinity", "cost_usd.per_1k_requests = NaN", "cost_usd.train = -Infinity",
+                 "accuracy = NaN"):
+        assert f"{tmp_path / 'new.json'}: {PAIR}: {line} is not a finite number" in message, message
+
+
+@pytest.mark.parametrize("path", ["latency_s.p50", "latency_s.p95", "latency_s.mean", "latency_s.total",
+                                  "cost_usd.train", "cost_usd.eval", "cost_usd.per_1k_requests", "accuracy",
+                                  "metrics.execution.value", "metrics.exact.value", "ci95[0]",
+                                  "items.val/0003.execution", "throughput.examples_per_s", "tokens.prompt"])
+def test_a_non_finite_number_is_refused_naming_file_pair_and_field(tmp_path, capsys, path):
+    record = make_record()
+    if path == "ci95[0]":  # set_field walks objects only
+        record["ci95"][0] = float("nan")
+    else:
+        set_field(record, path, float("nan"))
+    message = refused(tmp_path, capsys, record)
+    assert f"new.json: {PAIR}: {path} = NaN is not a finite number" in message
+
+
+def test_a_field_the_runner_nulled_as_non_finite_is_refused(tmp_path, capsys):
+    """The runner writes null for a NaN it computed and lists it: as null it would pass the latency gate unseen."""
+    from benchmarks.record import nonfinite_to_null
+
+    record, nulled = nonfinite_to_null(make_record(latency_s__p50=float("nan")))
+    message = refused(tmp_path, capsys, record | {"nonfinite_fields": nulled})
+    assert f"new.json: {PAIR}: latency_s.p50 was NaN or infinite when the run computed it" in message
+
+
+def test_a_nan_item_outcome_names_file_pair_item_and_metric(tmp_path, capsys):
+    """Before: exit 2 with "item 'val/0003', metric 'execution': outcome nan ..." and no file or pair."""
+    record = make_record()
+    record["items"]["val/0003"]["execution"] = float("nan")
+    message = refused(tmp_path, capsys, record)
+    assert f"{tmp_path / 'new.json'}: {PAIR}: items.val/0003.execution = NaN is not a finite number" in message
+
+
+@pytest.mark.parametrize(("path", "value", "words"), [
+    ("metrics", [1, 2], "metrics = [1, 2] is not an object"),
+    ("latency_s", [0.5, 0.9], "latency_s = [0.5, 0.9] is not an object"),
+    ("data", "fixtures", 'data = "fixtures" is not an object'),
+    ("metrics.execution", "75%", 'metrics.execution = "75%" is not an object'),
+    ("metrics.execution.n", 40.5, "metrics.execution.n = 40.5 is not a whole number"),
+    ("metrics.execution.correct", 41, "metrics.execution.correct = 41 is more than metrics.execution.n = 40"),
+    ("items", ["val/0000"], 'items = ["val/0000"] is not an object'),
+    ("items.val/0001", True, "items.val/0001 = true is not an object"),
+    ("items.val/0001.execution", "yes", 'items.val/0001.execution = "yes" is not a number'),
+    ("items.val/0001.execution", 1.5, "items.val/0001.execution = 1.5 is above 1"),
+    ("accuracy", True, "accuracy = true is not a number"),
+    ("accuracy", "0.75", 'accuracy = "0.75" is not a number'),
+    ("accuracy", 75, "accuracy = 75 is above 1"),
+    ("ci95", [0.9, 0.1], "ci95 = [0.9, 0.1] has its low bound above its high bound"),
+    ("ci95", 0.1, "ci95 = 0.1 is not a [low, high] pair"),
+    ("cost_usd.train", -1.0, "cost_usd.train = -1.0 is negative"),
+    ("latency_s.p50", {"s": 1}, 'latency_s.p50 = {"s": 1} is not a number'),
+    ("data.n", -3, "data.n = -3 is negative"),
+    ("data.fingerprint", 7, "data.fingerprint = 7 is not a string"),
+    ("metric", ["execution"], 'metric = ["execution"] is not a string'),
+    ("machine", "cpu", 'machine = "cpu" is not an object'),
+    ("training", [], "training = [] is not an object"),
+    ("schema", True, "schema = true is not a schema this ftbench reads (1, 2)"),
+    ("errors", {"count": 1}, "errors.rate is missing"),
+    ("errors", {"count": 1, "rate": 2.0, "by_reason": {}, "first": []}, "errors.rate = 2.0 is above 1"),
+    ("errors", {"count": 1, "rate": 0.1, "by_reason": {"x": "1"}, "first": [{"id": "val/0001"}]},
+     'errors.by_reason.x = "1" is not a number'),
+    ("errors", {"count": 1, "rate": 0.1, "by_reason": {}, "first": [{"id": "val/0001"}]},
+     "errors.first[0].stage is missing"),
+])
+def test_a_field_of_the_wrong_type_is_refused_naming_it(tmp_path, capsys, path, value, words):
+    message = refused(tmp_path, capsys, set_field(make_record(), path, value))
+    assert f"new.json: {PAIR}: {words}" in message, message
+
+
+def test_every_bad_record_of_a_file_is_listed_once(tmp_path, capsys):
+    viggo = make_record(task="viggo", data="x")
+    spider = make_record(latency_s__p50=float("inf"))
+    new = write_run(tmp_path / "new.json", spider, viggo)
+    old = write_run(tmp_path / "old.json", make_record(), make_record(task="viggo"))
+    assert cli(old, new) == 2
+    message = capsys.readouterr().err
+    assert "new.json: 2 malformed value(s)" in message
+    assert f"{PAIR}: latency_s.p50 = Infinity" in message and "viggo / smollm2-135m-lora: data = " in message
+
+
+def test_a_record_without_a_pair_is_named_by_its_benchmark(tmp_path, capsys):
+    message = refused(tmp_path, capsys, make_record(task=["spider"]))
+    assert "test_accuracy.py::test_accuracy[['spider']-smollm2-135m-lora]: task = " in message
+    assert 'task = ["spider"] is not a string' in message
+
+
+def test_a_file_broken_everywhere_lists_the_first_problems_and_counts_the_rest(tmp_path, capsys):
+    record = make_record()
+    for outcomes in record["items"].values():
+        outcomes["execution"] = outcomes["exact"] = float("nan")
+    message = refused(tmp_path, capsys, record)
+    assert "new.json: 80 malformed value(s)" in message and "... and 30 more" in message
+    assert message.count("is not a finite number") == diff.LISTED_PROBLEMS
+
+
+def test_the_old_run_is_checked_too(tmp_path, capsys):
+    old = write_run(tmp_path / "old.json", make_record(schema=1, metrics__exact__value=float("inf")))
+    new = write_run(tmp_path / "new.json", make_record())
+    assert cli(old, new) == 2
+    assert f"{old}: {PAIR}: metrics.exact.value = Infinity is not a finite number" in capsys.readouterr().err
+
+
+def test_json_nested_too_deeply_exits_2_naming_the_file(tmp_path, capsys):
+    old = write_run(tmp_path / "old.json", make_record())
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert cli(old, deep, "--output", tmp_path / "diff.md") == 2
+    assert f"{deep}: JSON nested too deeply to read" in capsys.readouterr().err
+    assert not (tmp_path / "diff.md").exists()
+
+
+def test_a_record_nested_deeper_than_any_real_one_is_refused(tmp_path, capsys):
+    nested: object = "sha256:" + "b" * 64
+    for _ in range(500):  # under json's own limit, over what the fingerprint diff may recurse through
+        nested = {"adapter": nested}
+    message = refused(tmp_path, capsys, make_record(model_fingerprint=nested))
+    assert f"{PAIR}: model_fingerprint.adapter" in message and "nested more than 64 levels deep" in message
+
+
+def test_an_integer_too_long_to_read_exits_2(tmp_path, capsys):
+    old = write_run(tmp_path / "old.json", make_record())
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(benchmark_document([make_record()])).replace('"n": 40', '"n": ' + "9" * 5000, 1))
+    assert cli(old, new) == 2
+    assert f"{new}: not readable JSON" in capsys.readouterr().err
+
+
+def test_an_integer_beyond_float_range_is_not_finite(tmp_path, capsys):
+    message = refused(tmp_path, capsys, make_record(tokens__prompt=10**400))
+    assert f"{PAIR}: tokens.prompt = an integer too large for a float is not a finite number" in message
+
+
+def test_nulls_the_runner_writes_for_unmeasured_values_are_fine(tmp_path):
+    """Every item failed: no latency percentile, no per-1K cost, no value or interval; still readable (exit 3)."""
+    record = outage(make_record(outcomes=[True] * 5), failed=5)
+    record |= {"accuracy": None, "ci95": None, "training": None, "machine": None}
+    record["latency_s"] |= {"p50": None, "p95": None, "mean": None}
+    record["cost_usd"]["per_1k_requests"] = None
+    record["metrics"]["execution"] = {"value": None, "n": 0, "ci95": None, "errors": 5}
+    old = write_run(tmp_path / "old.json", make_record(outcomes=[True] * 5))
+    assert diff_files(old, write_run(tmp_path / "new.json", record)).exit_code == diff.EXIT_ERRORS
+
+
+@pytest.mark.parametrize(("side", "field", "words"), [
+    ("new", "data", "the new run evaluated no item (data.n = 0)"),
+    ("new", "metric", "the new run scored no item on execution (metrics.execution.n = 0)"),
+    ("old", "data", "the old run evaluated no item (data.n = 0)"),
+])
+def test_a_pair_with_n_0_is_errors_never_a_pass(tmp_path, capsys, side, field, words):
+    """Before: a run on an empty eval set passed against a good baseline (only flagged)."""
+    empty = make_record()
+    empty["metrics"]["execution"] |= {"n": 0, "correct": 0, "value": None, "ci95": None}  # what the runner writes
+    empty |= {"accuracy": None, "ci95": None}
+    if field == "data":
+        empty |= {"items": {}, "predictions": {}}
+        empty["data"]["n"] = empty["metrics"]["exact"]["n"] = empty["metrics"]["exact"]["correct"] = 0
+    runs = {"old": make_record(), "new": make_record()} | {side: empty}
+    old, new = write_run(tmp_path / "old.json", runs["old"]), write_run(tmp_path / "new.json", runs["new"])
+    assert cli(old, new) == diff.EXIT_ERRORS == 3
+    shown = capsys.readouterr().out
+    assert "ERRORS in 1 of 1 pairs (not judged)" in shown and f"{PAIR}: {words}" in shown
+    assert diff_files(old, new).pairs[0].regressions == []
+
+
+def test_a_rise_beyond_float_range_regresses_without_printing_inf(tmp_path):
+    old = write_run(tmp_path / "old.json", make_record(latency_s__p50=5e-324))  # the smallest float: 1 s is 2e323 x
+    pair = diff_files(old, write_run(tmp_path / "new.json", make_record(p50=1.0))).pairs[0]
+    assert pair.latency_p50.percent is None and "latency p50 rose beyond float range" in pair.regressions[0]
+    assert "inf" not in format_row(pair)
+
+
+def diff_in_folder(good: dict, bad: dict, bad_is_new: bool, *options) -> tuple[int, str, str, Path]:
+    """(exit code, stdout, stderr, the bad file's path) of a diff in a fresh folder: hypothesis runs many examples
+    in one test, so pytest's per-test tmp_path and capsys do not fit."""
+    with tempfile.TemporaryDirectory() as folder:
+        good_path = write_run(Path(folder) / "good.json", good)
+        bad_path = write_run(Path(folder) / ("new.json" if bad_is_new else "old.json"), bad)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = cli(*((good_path, bad_path) if bad_is_new else (bad_path, good_path)), *options)
+    return code, out.getvalue(), err.getvalue(), bad_path
+
+
+# the numeric fields of make_record's record that diff or report read, and some they only carry
+NUMERIC_FIELDS = ["accuracy", "latency_s.p50", "latency_s.p95", "latency_s.mean", "latency_s.total", "cost_usd.train",
+                  "cost_usd.eval", "cost_usd.per_1k_requests", "data.n", "metrics.execution.value",
+                  "metrics.execution.n", "metrics.execution.correct", "metrics.exact.value", "metrics.exact.n",
+                  "items.val/0000.execution", "items.val/0039.exact", "throughput.examples_per_s", "tokens.completion",
+                  "training.wall_s", "model_fingerprint.recipe.r", "cost_usd.pricing.gpu_hour"]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.sampled_from(NUMERIC_FIELDS), st.sampled_from(NON_FINITE), st.booleans(), st.sampled_from([1, 2]))
+def test_any_non_finite_number_is_refused_naming_its_field(path, value, in_new, schema):
+    code, _, err, bad = diff_in_folder(make_record(), set_field(make_record(schema=schema), path, value), in_new)
+    assert code == 2
+    assert f"{bad}: {PAIR}: {path} = {json.dumps(value)} is not a finite number" in err
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**20) | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=6,
+)
+READ_FIELDS = ["metric", "accuracy", "ci95", "metrics", "metrics.execution", "metrics.execution.value",
+               "metrics.execution.n", "metrics.execution.ci95", "items", "items.val/0001",
+               "items.val/0001.execution", "latency_s", "latency_s.p50", "cost_usd", "cost_usd.per_1k_requests",
+               "cost_usd.prices_date", "data", "data.n", "data.fingerprint", "machine", "machine.hardware",
+               "training", "model_fingerprint", "errors"]
+
+
+@settings(deadline=None, max_examples=80)
+@given(st.sampled_from(READ_FIELDS), json_values)
+def test_any_value_in_any_field_gives_an_exit_code_never_a_traceback(path, value):
+    """Whatever a field holds, diff answers 0-3; on 2 the message names the field it refused."""
+    new_record = set_field(make_record(), path, value)
+    code, out, err, new = diff_in_folder(make_record(), new_record, True, "--format", "markdown")
+    assert code in (0, 1, 2, 3) and "Traceback" not in err
+    if code == 2:
+        assert f"{new}: {PAIR}: {path}" in err
+    else:
+        assert not re.search(r"(?i)\b(nan|-?inf)\b|nan%|inf%", out)

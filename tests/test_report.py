@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks import report
+from benchmarks.record import LARGEST_COST_OR_TIME
 from benchmarks.record import SCHEMA
 from benchmarks.stats import wilson_interval
 
@@ -134,3 +140,103 @@ def test_errors_are_shown_beside_n_and_listed(tmp_path):
     entries = report.entries_from([write_run(tmp_path / "run.json", record)])
     text = report.render_markdown(entries, ["run.json"], plots=False)
     assert "(1 errors)" in text and "1 items failed, not scored (http 503 after 6 attempts: 1)" in text
+
+
+# ------------------------------------------------------------------------- malformed records (issue 13)
+
+PAIR = "spider / smollm2-135m-lora"
+
+
+def refused(tmp_path, capsys, *records: dict, plots: bool = False) -> str:
+    """Report a run holding `records`: assert exit 2, nothing written and no traceback; return the message."""
+    run = write_run(tmp_path / "new.json", *records)
+    out = tmp_path / "out"
+    assert report.main([str(run), "--out", str(out), *([] if plots else ["--no-plots"])]) == 2
+    assert not out.exists()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    return captured.err
+
+
+def test_the_testers_non_finite_run_is_refused_naming_every_field(tmp_path, capsys):
+    """Before: the report printed nan% and $-inf and exited 0."""
+    record = make_record("spider", "smollm2-135m-lora", 22, train=float("-inf"), per_1k=float("nan"))
+    record["accuracy"], record["latency_s"]["p50"] = float("nan"), float("inf")
+    message = refused(tmp_path, capsys, record, plots=True)
+    for line in ("accuracy = NaN", "latency_s.p50 = Infinity", "cost_usd.train = -Infinity",
+                 "cost_usd.per_1k_requests = NaN", "cost_usd.eval = NaN"):
+        assert f"{tmp_path / 'new.json'}: {PAIR}: {line} is not a finite number" in message, message
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("metrics", [0.5], "metrics = [0.5] is not an object"),
+    ("latency_s", [0.4, 0.9], "latency_s = [0.4, 0.9] is not an object"),
+    ("data", "fixtures", 'data = "fixtures" is not an object'),
+    ("machine", ["cpu"], 'machine = ["cpu"] is not an object'),
+    ("training", "lora", 'training = "lora" is not an object'),
+    ("ci95", [0.1, "0.9"], 'ci95[1] = "0.9" is not a number'),
+])
+def test_a_field_of_the_wrong_type_is_refused_naming_it(tmp_path, capsys, field, value, words):
+    """Before: a traceback and exit 1."""
+    record = make_record("spider", "smollm2-135m-lora", 22) | {field: value}
+    assert f"new.json: {PAIR}: {words}" in refused(tmp_path, capsys, record)
+
+
+def test_json_nested_too_deeply_exits_2_naming_the_file(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"benchmarks": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    assert report.main([str(deep), "--out", str(tmp_path / "out")]) == 2
+    assert f"{deep}: JSON nested too deeply to read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_file_among_several_writes_nothing(tmp_path, capsys):
+    good = write_run(tmp_path / "good.json", make_record("spider", "smollm2-135m-lora", 22))
+    bad = write_run(tmp_path / "bad.json", make_record("viggo", "base", 5) | {"accuracy": float("inf")})
+    assert report.main([str(good), str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert f"{bad}: viggo / base: accuracy = Infinity is not a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unmeasured_values_show_as_a_dash_never_nan(tmp_path):
+    """A run where nothing was answered: the runner writes nulls, and the report shows "–" for them."""
+    record = make_record("spider", "openai-compatible", 0, n=5)
+    record |= {"accuracy": None, "ci95": None, "latency_s": {"p50": None, "p95": None, "mean": None, "total": 3.0}}
+    record["metrics"]["execution"] = {"value": None, "n": 0, "ci95": None}
+    record["cost_usd"]["per_1k_requests"] = None
+    markdown = report.write_report([write_run(tmp_path / "run.json", record)], tmp_path / "out", plots=False)
+    assert "| spider | openai-compatible | execution | – | $0.05 | – | – / – | 5 |" in markdown
+    assert not NON_FINITE_TEXT.search(markdown)
+
+
+NON_FINITE_TEXT = re.compile(r"(?i)\b(nan|-?inf|infinity)\b")
+costs = st.one_of(st.none(), st.floats(min_value=0, max_value=LARGEST_COST_OR_TIME), st.integers(0, 10**12))
+
+
+@settings(deadline=None, max_examples=40)
+@given(costs, costs, costs, st.integers(0, 40))
+def test_any_valid_numbers_render_without_nan_or_inf(train, per_1k, p50, correct):
+    """Any number a record may hold (nulls, zeros, the largest cost allowed) renders as a finite number or "–"."""
+    record = make_record("spider", "smollm2-135m-lora", correct)
+    record["cost_usd"] |= {"train": train, "per_1k_requests": per_1k}
+    record["latency_s"]["p50"] = p50
+    with tempfile.TemporaryDirectory() as folder:
+        entries = report.entries_from([write_run(Path(folder) / "run.json", record)])
+    assert not NON_FINITE_TEXT.search(report.render_markdown(entries, ["run.json"], plots=False))
+    assert math.isfinite(entries[0].total_cost_usd)
+
+
+def test_figures_of_the_largest_costs_allowed_are_drawn(tmp_path):
+    huge = make_record("spider", "smollm2-135m-lora", 22)
+    huge["cost_usd"] |= {"train": LARGEST_COST_OR_TIME, "per_1k_requests": LARGEST_COST_OR_TIME}
+    assert report.main([str(write_run(tmp_path / "run.json", huge)), "--out", str(tmp_path / "out")]) == 0
+    assert_png(tmp_path / "out" / "accuracy_vs_cost.png")
+    assert_png(tmp_path / "out" / "cost_breakdown.png")
+
+
+def test_a_cost_near_the_float_limit_is_refused(tmp_path, capsys):
+    """Before: accepted, and matplotlib's tick locator raised OverflowError drawing it (a traceback)."""
+    huge = make_record("spider", "smollm2-135m-lora", 22)
+    huge["cost_usd"]["train"] = sys.float_info.max
+    message = refused(tmp_path, capsys, huge, plots=True)
+    assert f"{PAIR}: cost_usd.train = 1.7976931348623157e+308 is above 1e+12: no real cost (USD) or time" in message
