@@ -47,7 +47,9 @@ class CatalogEntry:
         return self.runtime == "vllm" or tuned_on_gpu
 
     def base_fingerprint(self) -> dict[str, Any]:
-        """Identity of the base weights, without loading them when avoidable."""
+        """Identity of the base weights, without loading them when avoidable. A hub id is keyed by its resolved
+        commit (fetching its config when online and not cached), never by whether its weights are downloaded yet,
+        so an adapter's cache key is the same on the first run and every later one."""
         if self.weights == "smollm2-135m":
             from models.weights import smollm2_folder
 
@@ -80,13 +82,14 @@ class CatalogEntry:
         """The runnable Model; with a LoRA adapter folder for fine-tuned entries."""
         if self.runtime == "vllm":
             return self._load_vllm(adapter, adapter_fingerprint)
-        from models.hf import HFModel
+        from models.hf import HFModel, should_merge
 
-        model, tokenizer, fingerprint = self.load_base(self.recipe.quantization if self.recipe else None)
+        quantization = self.recipe.quantization if self.recipe else None
+        model, tokenizer, fingerprint = self.load_base(quantization)
         if adapter is None:
             return HFModel(self.name, model, tokenizer, fingerprint | {"adapter": None})
         fingerprint = fingerprint | {"adapter": None} | (adapter_fingerprint or {"adapter": str(adapter)})
-        return HFModel.with_adapter(self.name, model, tokenizer, fingerprint, adapter)
+        return HFModel.with_adapter(self.name, model, tokenizer, fingerprint, adapter, merge=should_merge(quantization))
 
 
     def _load_vllm(self, adapter: Path | None, adapter_fingerprint: dict[str, Any] | None):

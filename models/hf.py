@@ -46,7 +46,7 @@ DECODER_VERSION = 2  # bump when a change here can change generated text
 
 
 class HFModel:
-    """A causal LM from transformers, optionally with a LoRA adapter merged into its weights."""
+    """A causal LM from transformers, optionally with a LoRA adapter (merged into full-precision weights)."""
 
     def __init__(self, name: str, model, tokenizer, fingerprint: dict[str, Any], *, prefix_reuse: bool = True,
                  progress: bool = True):
@@ -56,23 +56,29 @@ class HFModel:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
-        self._fingerprint = dict(fingerprint)
         self.prefix_reuse = prefix_reuse
         self.pad_id = _pad_id_distinct_from_eos(tokenizer)
         self.eos_ids = _eos_ids(model, tokenizer)
         self.device = next(model.parameters()).device  # inputs must live where the weights are (CPU or CUDA)
+        # Greedy answers depend on the arithmetic too: bf16 or fp32, CPU or CUDA kernels are keyed apart.
+        self._fingerprint = dict(fingerprint) | {"dtype": str(model.dtype).removeprefix("torch."),
+                                                 "device": self.device.type}
         self.stats = DecodeStats()
         self._prefix_cache: tuple[tuple[int, ...], Any] | None = None
-        # transformers 5 renames the forward argument `past_key_values` to `cache`; accept both versions.
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        # transformers 5 renames the forward argument `past_key_values` to `cache`; accept both versions. An unmerged
+        # peft model takes **kwargs and hands them on: ask the model underneath.
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._cache_arg = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
     @classmethod
-    def with_adapter(cls, name: str, model, tokenizer, fingerprint: dict[str, Any], adapter_dir: Path) -> "HFModel":
-        """Load a peft LoRA adapter onto `model` and merge it, so decoding costs what the base costs."""
+    def with_adapter(cls, name: str, model, tokenizer, fingerprint: dict[str, Any], adapter_dir: Path, *,
+                     merge: bool = True) -> "HFModel":
+        """Load a peft LoRA adapter onto `model`; merged into the weights (decoding then costs what the base costs)
+        unless `merge` is False (quantized bases: see `should_merge`)."""
         from peft import PeftModel
 
-        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-        return cls(name, merged, tokenizer, fingerprint)
+        tuned = PeftModel.from_pretrained(model, str(adapter_dir))
+        return cls(name, tuned.merge_and_unload() if merge else tuned, tokenizer, fingerprint)
 
     def fingerprint(self) -> dict[str, Any]:
         return dict(self._fingerprint)
@@ -183,6 +189,13 @@ class HFModel:
         text, _ = cut_at_stop(text, config.stop)
         return Completion(text=text, usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(answer_ids)),
                           latency_s=latency, finish_reason=reason)
+
+
+def should_merge(quantization: str | None) -> bool:
+    """Merge a LoRA adapter into its base only when the base is full precision. Merging into 8-bit/4-bit weights
+    rounds base + adapter onto the quantized grid, so the evaluated model would not be the trained one (peft's own
+    warning); unmerged, the adapter runs beside the quantized layers exactly as in training."""
+    return quantization is None
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -149,21 +149,23 @@ def _sha256(path: Path) -> str:
 
 def load_pretrained(name_or_path: str, quantization: str | None = None):
     """Any causal LM by hub id or local folder: float32 on CPU; on CUDA the `auto` precision (bf16, or fp16 before
-    Ampere; models.precision), or 8-bit/4-bit (bitsandbytes)."""
+    Ampere; models.precision), or 8-bit/4-bit (bitsandbytes). A hub id loads the commit its fingerprint names."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    fingerprint = pretrained_fingerprint(name_or_path)  # a hub id's revision is resolved (fetched) first
+    revision = fingerprint["weights"].removeprefix("hub:") if fingerprint["weights"].startswith("hub:") else None
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if torch.cuda.is_available():
         kwargs = {"dtype": _cuda_dtype(), "device_map": "auto"}
     if quantization:
         kwargs["quantization_config"] = _bitsandbytes_config(quantization)
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs).eval()
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, **kwargs).eval()
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except OSError as err:
         raise BackendError(f"cannot load {name_or_path!r}: {err}. Pass a local folder or a hub id you can reach.") from err
-    return model, tokenizer, pretrained_fingerprint(name_or_path) | ({"quantization": quantization} if quantization else {})
+    return model, tokenizer, fingerprint | ({"quantization": quantization} if quantization else {})
 
 
 def _bitsandbytes_config(quantization: str):
@@ -179,21 +181,38 @@ def _bitsandbytes_config(quantization: str):
 
 
 def pretrained_fingerprint(name_or_path: str) -> dict[str, Any]:
-    """A local folder is identified by its weight files' names, sizes and modification times; a hub id by the
-    snapshot (commit) cached locally, so retrained weights or a new hub revision never reuse stale caches."""
+    """A local folder is identified by its weight files' names, sizes and modification times; a hub id by its
+    resolved commit (`hub_revision`), so retrained weights or a new hub revision never reuse stale caches."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()
                        if p.suffix in (".safetensors", ".bin"))
         digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
         return {"base": str(path.resolve()), "weights": f"folder:{digest}"}
-    from huggingface_hub import snapshot_download
+    return {"base": name_or_path, "weights": f"hub:{hub_revision(name_or_path)}"}
 
+
+def hub_revision(repo_id: str) -> str:
+    """The commit of a hub model that ftbench loads, and names in adapter and prediction cache keys.
+
+    The commit the local HF cache points at (refs/main), else, online, the hub's current one: only its config.json
+    is fetched here (a few KB), which records the commit in the cache, so every later run resolves the same commit
+    offline, before or after the weights themselves are downloaded. Offline and not cached, there is no commit to
+    name and no weights to train or load: a BackendError says how to get them, rather than a placeholder key.
+    """
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):  # <cache>/models--org--name/snapshots/<commit>/config.json
+        return Path(cached).parent.name
     try:
-        snapshot = Path(snapshot_download(name_or_path, local_files_only=True)).name
-    except Exception:  # not downloaded yet: the revision is recorded once it is
-        snapshot = "not-cached"
-    return {"base": name_or_path, "weights": f"hub:{snapshot}"}
+        return Path(hf_hub_download(repo_id, "config.json")).parent.name
+    except Exception as err:  # offline, unreachable, unknown or gated repo
+        raise BackendError(
+            f"cannot resolve the hub revision of {repo_id!r}: it is not in the local HF cache "
+            f"({constants.HF_HUB_CACHE}) and the hub did not answer ({type(err).__name__}: {err}). Download it once "
+            f"with network access (`hf download {repo_id}`, HF_HUB_OFFLINE unset), or pass a local folder."
+        ) from err
 
 
 def module_names(weights: str) -> list[str] | None:

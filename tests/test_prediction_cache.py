@@ -87,16 +87,22 @@ def test_errors_are_never_cached(cache):
     assert healthy.calls == [["bb"]]
 
 
-@pytest.mark.parametrize("change", ["fingerprint", "endpoint", "prompt_text", "messages", "params", "backend"])
+@pytest.mark.parametrize("change", ["fingerprint", "endpoint", "adapter_weights", "dtype", "device", "prompt_text",
+                                    "messages", "params", "backend"])
 def test_key_covers_everything_that_decides_an_answer(cache, change):
-    base = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:1/v1"})
+    identity = {"base": "m", "endpoint": "http://127.0.0.1:1/v1", "adapter_weights": "sha256:aa", "dtype": "float32",
+                "device": "cpu"}
+    base = EchoModel(identity)
     prompt = Prompt("q", (Message("system", "s"), Message("user", "q")))
     key = cache.key(base, prompt, CONFIG)
     model, other_prompt, config = base, prompt, CONFIG
     if change == "fingerprint":
-        model = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:1/v1", "adapter": "x"})
+        model = EchoModel(identity | {"adapter": "x"})
+    elif change in ("adapter_weights", "dtype", "device"):
+        other = {"adapter_weights": "sha256:bb", "dtype": "bfloat16", "device": "cuda"}[change]
+        model = EchoModel(identity | {change: other})
     elif change == "endpoint":
-        model = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:2/v1"})
+        model = EchoModel(identity | {"endpoint": "http://127.0.0.1:2/v1"})
     elif change == "prompt_text":
         other_prompt = Prompt("q2", prompt.messages)
     elif change == "messages":
@@ -104,7 +110,7 @@ def test_key_covers_everything_that_decides_an_answer(cache, change):
     elif change == "params":
         config = GenerationConfig(max_new_tokens=5, stop=(";",))
     else:
-        model = EchoModel({"base": "m", "endpoint": "http://127.0.0.1:1/v1"}, backend_version="echo/2")
+        model = EchoModel(identity, backend_version="echo/2")
     assert cache.key(model, other_prompt, config) != key
 
 
@@ -139,3 +145,34 @@ def test_layout_and_no_temp_files_left(cache):
     for path in files:
         assert path.parent.parent == cache.model_dir(model) and path.parent.name == path.stem[:2]
         assert json.loads(path.read_text())["key"] == path.stem
+
+
+def test_a_retrained_adapter_with_other_weights_misses(cache, tmp_path):
+    """Same training inputs (same adapter key), other weights (another torch, GPU kernels): other answers, so the
+    prediction cache must miss. Real tiny-random models with the runner's adapter fingerprint."""
+    import hashlib
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from models.catalog import get
+    from models.weights import load_tiny_random
+
+    def load(seed):
+        base = load_tiny_random()[0]
+        torch.manual_seed(seed)  # after the base, which seeds its own init
+        folder = tmp_path / f"adapter-{seed}"
+        get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
+                                                         init_lora_weights=False)).save_pretrained(folder)
+        weights = hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
+        # what benchmarks.runner.prepare_model passes: the key of the training inputs, and the weights' own hash
+        fingerprint = {"adapter": "sha256:same-inputs", "adapter_weights": f"sha256:{weights}"}
+        return get("tiny-random-lora").load(folder, fingerprint)
+
+    prompts, config = PROMPTS[:2], GenerationConfig(max_new_tokens=3, stop=())
+    first, again, retrained = load(1), load(1), load(2)
+    assert first.fingerprint()["adapter_weights"] != retrained.fingerprint()["adapter_weights"]
+    assert {k: first.fingerprint()[k] for k in ("dtype", "device")} == {"dtype": "float32", "device": "cpu"}
+    CachedModel(first, cache).generate(prompts, config)
+    assert CachedModel(again, cache).misses(prompts, config) == []  # the same weights: hits
+    assert CachedModel(retrained, cache).misses(prompts, config) == [0, 1]
