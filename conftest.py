@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from models.money import DEFAULT_MAX_COST_USD  # standard library only: keeps this file light
+
 DEFAULT_MODELS = "smollm2-135m,smollm2-135m-lora"
 DEFAULT_TASKS = "spider,viggo"
-DEFAULT_MAX_COST_USD = 5.0  # same as benchmarks.runner.DEFAULT_MAX_COST_USD (not imported: this file stays light)
 OPT_IN_MARKERS = {"gpu": "--run-gpu", "paid": "--run-paid", "slow": "--run-slow"}
 
 

@@ -3,7 +3,8 @@
 Training: the exact token count of the training file that `pytest benchmarks` would upload (OpenAI's encoding,
 OpenAI's chat framing) x epochs x the training price. Evaluation, per 1K requests: the mean exact input tokens of the
 task's eval prompts x the input price, plus the mean tokens of the reference answers (what a correct model outputs)
-x the output price.
+x the output price. A fine-tuned model is billed at the price table's [openai.finetuned.*] prices, a base model
+(`--model openai-compatible --openai-model gpt-4o-mini`, or the line after a fine-tune's) at [openai.base.*].
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from models.errors import ConfigError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="spider, viggo, or jsonl (with --jsonl)")
-    parser.add_argument("--model", required=True, help="an OpenAI fine-tuned catalog entry, e.g. gpt-3.5-turbo-ft")
+    parser.add_argument("--model", required=True, help="an OpenAI fine-tuned catalog entry, e.g. gpt-3.5-turbo-ft, "
+                        "or openai-compatible with --openai-model (evaluation only)")
+    parser.add_argument("--openai-model", default=None, metavar="ID",
+                        help="with --model openai-compatible: the OpenAI model id to price, e.g. gpt-4o-mini or ft:...")
     parser.add_argument("--epochs", type=_positive_int, default=None,
                         help="epochs of the job; when unset, the catalog's value for the task, else OpenAI's auto rule")
     parser.add_argument("--data", default="fixtures", help="fixtures, hub, or a directory in the seed's layout")
@@ -42,11 +46,14 @@ def run(args: argparse.Namespace) -> int:
     from models.tokens import chat_tokens
 
     entry = catalog.get(args.model)
-    if entry.backend != "openai" or not entry.finetuned:
+    if entry.backend != "openai" or not (entry.finetuned or args.openai_model):
         tuned = [name for name, e in catalog.CATALOG.items() if e.backend == "openai" and e.finetuned]
-        raise ConfigError(f"{args.model!r} is not an OpenAI fine-tuned entry; choose one of {tuned}.")
+        raise ConfigError(f"{args.model!r} is not an OpenAI fine-tuned entry; choose one of {tuned}, or "
+                          f"openai-compatible --openai-model ID for a model's evaluation cost.")
     task = get_task(args.task, jsonl_folder=Path(args.jsonl) if args.jsonl else None)
     settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices(args.prices))
+    if not entry.finetuned:
+        return _estimate_model(task, settings, args.openai_model)
     train_rows, validation_rows, split = openai_training_rows(task, settings)
     spec = openai_job_spec(entry, task, len(train_rows), settings, epochs=args.epochs)
     training = estimate_training(train_rows, validation_rows, spec, settings.prices)
@@ -62,13 +69,33 @@ def run(args: argparse.Namespace) -> int:
     print(f"epochs             {spec.epochs} ({_epochs_source(args.epochs, entry, task)})")
     print(f"trained tokens     {training.trained_tokens:,}")
     print(f"training price     ${training.usd_per_million:.2f} per 1M tokens ({spec.price_family})")
-    print(f"training cost      ${training.usd:.2f}")
+    print(f"training cost      {_usd(training.usd)}")
     if len(whole_split) != training.examples:
         tokens = sum(chat_tokens(row["messages"], spec.encoding) for row in whole_split)
         usd = tokens * spec.epochs * training.usd_per_million / 1e6
         print(f"  whole {task.train_split} split ({len(whole_split):,} examples, no validation holdout, as the seed "
-              f"trained): {tokens:,} tokens per epoch -> {tokens * spec.epochs:,} trained tokens -> ${usd:.2f}")
-    _print_eval_estimate(task, settings, spec)
+              f"trained): {tokens:,} tokens per epoch -> {tokens * spec.epochs:,} trained tokens -> {_usd(usd)}")
+    _print_eval_estimate(task, settings, spec.encoding, spec.price_family, finetuned=True)
+    base = settings.prices.family_of(spec.price_family, finetuned=False)
+    if base:  # what the untuned model would cost to serve: the other side of the seed's comparison
+        _print_eval_estimate(task, settings, spec.encoding, base, finetuned=False, compact=True)
+    return 0
+
+
+def _estimate_model(task, settings, model_id: str) -> int:
+    """Evaluation only, for one OpenAI model id, at the prices of its kind ('ft:' ids: fine-tuned)."""
+    from benchmarks.runner import _is_finetuned_id
+    from models.tokens import encoding_for
+
+    finetuned = _is_finetuned_id(model_id)
+    family = settings.prices.family_of(model_id, finetuned=finetuned)
+    if family is None:
+        kind = "finetuned" if finetuned else "base"
+        raise ConfigError(f"no price for {model_id!r} in {settings.prices.source}; add [openai.{kind}.\"{model_id}\"] "
+                          f"with input and output USD per 1M tokens.")
+    print(f"ftbench estimate: {task.name} x {model_id}, data {settings.data.root or settings.data.kind}, "
+          f"prices of {settings.prices.date} ({settings.prices.source})")
+    _print_eval_estimate(task, settings, encoding_for(model_id), family, finetuned=finetuned)
     return 0
 
 
@@ -80,7 +107,7 @@ def _epochs_source(override: int | None, entry, task) -> str:
     return "OpenAI's auto rule for this many examples"
 
 
-def _print_eval_estimate(task, settings, spec) -> None:
+def _print_eval_estimate(task, settings, encoding: str, family: str, *, finetuned: bool, compact: bool = False) -> None:
     from models.openai_api import estimate_requests
     from models.tokens import text_tokens
 
@@ -88,11 +115,24 @@ def _print_eval_estimate(task, settings, spec) -> None:
     if not examples:
         return
     messages = [task.prompt(e).chat() or [{"role": "user", "content": task.prompt(e).text}] for e in examples]
-    answers = [text_tokens(e.target, spec.encoding) for e in examples]
-    estimate = estimate_requests(messages, answers, spec.encoding, settings.prices.token_prices(spec.price_family))
+    answers = [text_tokens(e.target, encoding) for e in examples]
+    estimate = estimate_requests(messages, answers, encoding, settings.prices.token_prices(family, finetuned=finetuned))
     n = estimate.requests
-    print(f"evaluation         {n:,} prompts of the {task.eval_split} split, fine-tuned model prices "
+    if compact:  # same prompts and answers as the line above, other prices
+        print(f"base model eval    {family} at base prices ${estimate.input_usd_per_million:.2f} in / "
+              f"${estimate.output_usd_per_million:.2f} out per 1M: per 1K requests {_usd(estimate.usd_per_1k_requests)}")
+        return
+    kind = "fine-tuned" if finetuned else "base"
+    print(f"evaluation         {n:,} prompts of the {task.eval_split} split, {kind} {family} prices "
           f"${estimate.input_usd_per_million:.2f} in / ${estimate.output_usd_per_million:.2f} out per 1M tokens")
     print(f"  input            mean {estimate.input_tokens / n:,.1f} tokens per request (exact, chat framing)")
     print(f"  output           mean {estimate.output_tokens / n:,.1f} tokens per request (reference answers)")
-    print(f"  per 1K requests  ${estimate.usd_per_1k_requests:.2f}; the whole {task.eval_split} split ${estimate.usd:.2f}")
+    print(f"  per 1K requests  {_usd(estimate.usd_per_1k_requests)}; the whole {task.eval_split} split "
+          f"{_usd(estimate.usd)}")
+
+
+def _usd(amount: float) -> str:
+    """Cents, or 2 significant digits below a dime, so a small estimate never reads $0.00."""
+    from models.money import usd
+
+    return usd(amount)[0]

@@ -18,6 +18,8 @@ import math
 import os
 from pathlib import Path
 
+from models.money import DEFAULT_MAX_COST_USD
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="spider, viggo, or jsonl (with --jsonl)")
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="save a resumable checkpoint every N optimizer steps (0: never)")
     add_memory_arguments(parser)
     parser.add_argument("--yes", action="store_true", help="allow paid work (OpenAI fine-tuning jobs)")
-    parser.add_argument("--max-cost", type=float, default=5.0, metavar="USD",
+    parser.add_argument("--max-cost", type=float, default=DEFAULT_MAX_COST_USD, metavar="USD",
                         help="refuse paid work whose estimate is above this")
     parser.add_argument("--prices", type=Path, default=None, help="price table TOML")
     parser.add_argument("--openai-timeout", type=float, default=60.0, metavar="SECONDS",

@@ -17,9 +17,8 @@ from benchmarks.data import DataSource, fingerprint_rows
 from benchmarks.tasks import Example, Score, Task, chat_rows, training_pairs, training_split
 from models.base import Completion, GenerationConfig, Model
 from models.catalog import CatalogEntry, OpenAIEntry
-from models.pricing import PriceTable, detect_hardware, hardware_cost, token_cost
-
-DEFAULT_MAX_COST_USD = 5.0
+from models.money import DEFAULT_MAX_COST_USD, usd
+from models.pricing import Hardware, PriceTable, detect_hardware, devices_billed, hardware_cost, token_cost
 
 
 @dataclass(frozen=True)
@@ -163,11 +162,13 @@ def _prepare_openai_finetuned(entry: OpenAIEntry, task: Task, settings: Settings
     finished = plan.finished_model  # a finished job's model: the cache then tells which requests are still due
     probe = _chat_model(entry, finished, base_url, _job_fingerprint(plan, finished), settings,
                         http_client_factory) if finished else None
-    eval_usd = _eval_spend(probe, prompts, config, settings, encoding=spec.encoding, family=spec.price_family)
+    eval_usd = _eval_spend(probe, prompts, config, settings, encoding=spec.encoding, family=spec.price_family,
+                           finetuned=True)
     if plan.new_spend_usd + eval_usd > 0:
+        job_usd, eval_usd_text = usd(plan.new_spend_usd, eval_usd)
         budget.check(plan.new_spend_usd + eval_usd,
-                     f"{entry.name} on {task.name}: fine-tuning ${plan.new_spend_usd:.2f} "
-                     f"({plan.estimate.trained_tokens:,} trained tokens) + evaluation ${eval_usd:.2f} "
+                     f"{entry.name} on {task.name}: fine-tuning {job_usd} "
+                     f"({plan.estimate.trained_tokens:,} trained tokens) + evaluation {eval_usd_text} "
                      f"(upper bound: {len(prompts)} requests x {config.max_new_tokens} output tokens)")
     make_client = make_client or functools.partial(sync_client, max_retries=settings.openai.max_retries,
                                                    timeout_s=settings.openai.timeout_s)
@@ -215,35 +216,49 @@ def _chat_model(entry: OpenAIEntry, model_id: str, base_url: str, fingerprint: d
 
 
 def _price_family(entry: OpenAIEntry, base_url: str, settings: Settings) -> str | None:
-    """For a base model at api.openai.com: the price table section its id starts with (None off OpenAI: free)."""
+    """For a base entry at api.openai.com: the price family of its model id, in the section of its kind (a base
+    id -> [openai.base.*]; an 'ft:' id -> [openai.finetuned.*]); None off OpenAI: free."""
     from models.errors import ConfigError
     from models.openai_api import is_openai_url
 
     if not is_openai_url(base_url):
         return None
-    model_id = entry.resolve_model_id(settings.openai.model).removeprefix("ft:")
-    matches = [family for family in settings.prices.openai if model_id.startswith(family)]
-    if not matches:
-        raise ConfigError(f"no price for {model_id!r} in {settings.prices.source}; add [openai.\"{model_id}\"] with "
-                          f"input and output USD per 1M tokens so its cost can be estimated and guarded.")
-    return max(matches, key=len)
+    model_id = entry.resolve_model_id(settings.openai.model)
+    kind = "finetuned" if _is_finetuned_id(model_id) else "base"
+    family = settings.prices.family_of(model_id, finetuned=kind == "finetuned")
+    if family is None:
+        raise ConfigError(f"no price for {model_id!r} in {settings.prices.source}; add [openai.{kind}.\"{model_id}\"] "
+                          f"with input and output USD per 1M tokens so its cost can be estimated and guarded.")
+    return family
+
+
+def _is_finetuned_id(model_id: str) -> bool:
+    """OpenAI names every fine-tuned model 'ft:<base>:<org>:<suffix>:<id>'; it is billed at fine-tuned rates."""
+    return model_id.startswith("ft:")
+
+
+def _is_finetuned(model: Model | None, entry: CatalogEntry | OpenAIEntry | None = None) -> bool:
+    """A fine-tuned entry, or a base entry serving a fine-tuned model id: the price table's finetuned section."""
+    endpoint = getattr(model, "endpoint", None)
+    return bool(getattr(entry, "finetuned", False)) or (endpoint is not None and _is_finetuned_id(endpoint.model))
 
 
 def _eval_spend(model: Model | None, prompts, config: GenerationConfig, settings: Settings, *,
-                encoding: str | None = None, family: str | None = None) -> float:
+                encoding: str | None = None, family: str | None = None, finetuned: bool | None = None) -> float:
     """Upper bound of what generating `prompts` costs now: the prompts the cache cannot answer, each at its exact
-    input tokens plus max_new_tokens of output."""
+    input tokens plus max_new_tokens of output, at the prices of the model's kind (base or fine-tuned)."""
     from models.openai_api import estimate_requests
     from models.tokens import encoding_for
 
     family = family or getattr(model, "price_family", None)
     if family is None:
         return 0.0
+    finetuned = _is_finetuned(model) if finetuned is None else finetuned
     pending = [prompts[i] for i in model.misses(prompts, config)] if hasattr(model, "misses") else list(prompts)
     encoding = encoding or encoding_for(model.endpoint.model)
     messages = [p.chat() or [{"role": "user", "content": p.text}] for p in pending]
     return estimate_requests(messages, [config.max_new_tokens] * len(pending), encoding,
-                             settings.prices.token_prices(family)).usd
+                             settings.prices.token_prices(family, finetuned=finetuned)).usd
 
 
 def eval_examples(task: Task, settings: Settings) -> list[Example]:
@@ -324,8 +339,9 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
     hardware = detect_hardware()
     prompt_tokens = sum(c.usage.prompt_tokens for c in completions)
     completion_tokens = sum(c.usage.completion_tokens for c in completions)
-    eval_cost, eval_basis = _eval_cost(prepared.model, prompt_tokens, completion_tokens, wall_s, hardware.key,
-                                       settings.prices)
+    at_once = _items_at_once(prepared.model, entry, settings.batch_size, len(completions))
+    eval_cost, eval_basis = _eval_cost(prepared.model, completions, hardware, settings.prices,
+                                       finetuned=_is_finetuned(prepared.model, entry), items_at_once=at_once)
     train_cost, train_basis = _training_cost(prepared.training, settings.prices)
     n = len(examples)
     record, nonfinite = rec.nonfinite_to_null({
@@ -350,7 +366,8 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
         "throughput": {"examples_per_s": n / wall_s if wall_s else None,
                        "completion_tokens_per_s": completion_tokens / wall_s if wall_s else None},
         "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
-        "cost_usd": {"train": train_cost, "eval": eval_cost, "per_1k_requests": eval_cost / n * 1000 if n else None,
+        "cost_usd": {"train": train_cost, "eval": eval_cost,
+                     "per_1k_requests": eval_cost / n * 1000 if n and eval_cost is not None else None,
                      "prices_date": settings.prices.date,
                      "pricing": {"eval": eval_basis, "train": train_basis, "price_file": settings.prices.source,
                                  "cached_items": sum(c.cached for c in completions)}},
@@ -362,29 +379,68 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
     return record
 
 
-def _eval_cost(model: Model, prompt_tokens: int, completion_tokens: int, wall_s: float, hardware_key: str,
-               prices: PriceTable) -> tuple[float, str]:
-    """(USD, how) of generating these completions. A token-priced API model (it names its `price_family`) pays per
-    token, cached items at the price they were bought for, so a rerun records the same cost; a local model pays
-    wall time x the hourly rate."""
+def _eval_cost(model: Model, completions: Sequence[Completion], hardware: Hardware, prices: PriceTable, *,
+               finetuned: bool, items_at_once: int) -> tuple[float | None, str]:
+    """(USD, how) of producing these predictions. One rule for every model, cached or not: what producing the
+    predictions costs at the current price table, from what was measured when each was produced (a cached
+    completion keeps its original usage and latency_s). So a rerun answered from the prediction cache records the
+    first run's cost, never ~$0, and `ftbench diff` sees no saving that is only a cache hit.
+
+    - A token-priced API model (it names its `price_family`): prompt and completion tokens x the per-token prices of
+      its kind (base or fine-tuned).
+    - Anything else (local weights, a free server): machine time x the hourly rate x the devices used. Machine time
+      is the sum of per-item timings divided by the items generated at once (`items_at_once`), because timings of
+      items produced together overlap. With transformers this bills each item its batch slot until the item
+      finished; a slot left idle by an item that stopped early is not billed, so it is somewhat below this run's
+      wall time, but it is the same number on every rerun. None (unknown) when the table has no rate for the
+      hardware.
+    """
     family = getattr(model, "price_family", None)
     if family:
-        price = prices.token_prices(family)
-        usd = token_cost(prompt_tokens, price["input"]) + token_cost(completion_tokens, price["output"])
-        return usd, (f"tokens: {prompt_tokens} in x ${price['input']}/1M + {completion_tokens} out x "
-                     f"${price['output']}/1M ({family})")
-    rate = prices.hourly_rate(hardware_key)
-    return hardware_cost(wall_s, rate), f"wall time x ${rate}/h ({hardware_key})"
+        price = prices.token_prices(family, finetuned=finetuned)
+        prompt_tokens = sum(c.usage.prompt_tokens for c in completions)
+        completion_tokens = sum(c.usage.completion_tokens for c in completions)
+        cost = token_cost(prompt_tokens, price["input"]) + token_cost(completion_tokens, price["output"])
+        kind = "fine-tuned" if finetuned else "base"
+        return cost, (f"tokens: {prompt_tokens} in x ${price['input']}/1M + {completion_tokens} out x "
+                      f"${price['output']}/1M ({family}, {kind} model prices)")
+    seconds = sum(c.latency_s for c in completions) / max(1, items_at_once)
+    cached = sum(c.cached for c in completions)
+    return _machine_cost(seconds, hardware.to_json(), 1, prices,
+                         f"wall time of generation as billed: {seconds:.3f} s = per-item timings ({cached} stored with "
+                         f"cached answers) / {items_at_once} generated at once")
 
 
-def _training_cost(training: dict[str, Any] | None, prices: PriceTable) -> tuple[float, str | None]:
-    """(USD, how): an OpenAI job's trained tokens x the training price; a LoRA run's wall time x the hourly rate of
-    the hardware it ran on; 0 for base models."""
+def _items_at_once(model: Model, entry: CatalogEntry | OpenAIEntry, batch_size: int, n: int) -> int:
+    """How many items a backend generates together, i.e. by how much their latency_s overlap."""
+    endpoint = getattr(model, "endpoint", None)
+    if endpoint is not None:  # an HTTP server: up to max_concurrency requests in flight
+        return endpoint.max_concurrency
+    if getattr(entry, "runtime", "hf") == "hf":  # transformers decodes a batch; each latency runs from its start
+        return max(1, min(batch_size, n))
+    return 1  # vLLM records each item's share of the call
+
+
+def _machine_cost(seconds: float, hardware: dict[str, Any], processes: int, prices: PriceTable,
+                  what: str) -> tuple[float | None, str]:
+    """(USD or None, how): seconds x the hourly rate of one device x the devices billed (see devices_billed)."""
+    rate = prices.hourly_rate(hardware["key"])
+    if rate is None:
+        return None, (f"unknown: no hourly price for hardware {hardware['key']!r} ({hardware.get('description')}) "
+                      f"in {prices.source}")
+    devices = devices_billed(hardware, processes)
+    return hardware_cost(seconds, rate) * devices, f"{what} x ${rate}/h x {devices} ({hardware['key']})"
+
+
+def _training_cost(training: dict[str, Any] | None, prices: PriceTable) -> tuple[float | None, str | None]:
+    """(USD, how): an OpenAI job's trained tokens x the fine-tuned training price; a LoRA run's wall time x the
+    hourly rate x the devices it ran on (GPUs: processes x GPUs each; CPU: one machine); 0 for base models."""
     if not training:
         return 0.0, None
     if training.get("provider") == "openai":
-        price = prices.token_prices(training["price_family"])["training"]
+        price = prices.token_prices(training["price_family"], finetuned=True)["training"]
         return (token_cost(training["trained_tokens"], price),
                 f"trained tokens {training['trained_tokens']} x ${price}/1M ({training['price_family']})")
-    rate = prices.hourly_rate(training["hardware"]["key"])
-    return hardware_cost(training["wall_s"], rate), f"wall time x ${rate}/h ({training['hardware']['key']})"
+    processes = training.get("processes", 1)
+    return _machine_cost(training["wall_s"], training["hardware"], processes, prices,
+                         f"wall time {training['wall_s']:.1f} s, {processes} process(es)")

@@ -114,7 +114,8 @@ class OpenAIFineTune:
     base_env: str
     """Environment variable that overrides `base`, e.g. FTBENCH_GPT35_BASE=gpt-3.5-turbo-1106."""
     price_family: str
-    """Key of the price table's [openai."..."] section: training, input and output USD per 1M tokens."""
+    """Model family in the price table: [openai.finetuned.<family>] prices the job (training) and the fine-tuned
+    model (input, output); [openai.base.<family>] the untuned base model. Also part of the job key: keep it stable."""
     epochs_by_task: Mapping[str, int] = field(default_factory=lambda: dict(SEED_EPOCHS))
     """Epochs per task (the seed's values); other tasks get OpenAI's documented auto rule, made explicit."""
     max_tokens_per_example: int = 65_536

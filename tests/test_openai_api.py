@@ -147,25 +147,79 @@ def test_generate_works_inside_a_running_event_loop():
     assert [c.text for c in asyncio.run(caller())] == ["A:q0", "A:q1"]
 
 
-@pytest.mark.parametrize("model_id, allow_paid, error", [
-    ("gpt-4o-mini", False, r"without an explicit opt-in: openai-compatible on viggo: 2 requests .*--run-paid"),
-    ("gpt-4o-mini", True, r"estimated at \$0\.00\d*|over --max-cost"),
-    ("llama-3-70b", True, r"no price for 'llama-3-70b' in .*prices\.toml; add \[openai\.\"llama-3-70b\"\]"),
-])
-def test_a_base_model_at_openai_is_priced_and_guarded_before_any_request(monkeypatch, tmp_path, model_id,
-                                                                         allow_paid, error):
+def _base_model_settings(monkeypatch, tmp_path, model_id, **overrides):
     from benchmarks.data import resolve_data
-    from benchmarks.runner import OpenAISettings, Settings, prepare_openai
-    from benchmarks.tasks import get_task
-    from models import catalog
-    from models.errors import FtbenchError
+    from benchmarks.runner import OpenAISettings, Settings
     from models.pricing import load_prices
 
     monkeypatch.setenv("FTBENCH_PREDICTION_CACHE", str(tmp_path))
+    return Settings(**{"data": resolve_data("fixtures"), "limit": 2, "prices": load_prices(), "progress": False,
+                       "openai": OpenAISettings(base_url=OPENAI, model=model_id)} | overrides)
+
+
+@pytest.mark.parametrize("model_id, allow_paid, error", [
+    ("gpt-4o-mini", False, r"without an explicit opt-in: openai-compatible on viggo: 2 requests .*--run-paid"),
+    ("llama-3-70b", True, r"no price for 'llama-3-70b' in .*prices\.toml; add \[openai\.base\.\"llama-3-70b\"\]"),
+])
+def test_a_base_model_at_openai_is_priced_and_guarded_before_any_request(monkeypatch, tmp_path, model_id,
+                                                                         allow_paid, error):
+    from benchmarks.runner import prepare_openai
+    from benchmarks.tasks import get_task
+    from models import catalog
+    from models.errors import FtbenchError
+
     server = Server()
-    settings = Settings(data=resolve_data("fixtures"), limit=2, prices=load_prices(), progress=False,
-                        allow_paid=allow_paid, max_cost_usd=0.0, openai=OpenAISettings(base_url=OPENAI, model=model_id))
+    settings = _base_model_settings(monkeypatch, tmp_path, model_id, allow_paid=allow_paid, max_cost_usd=0.0)
     factory = lambda: httpx.AsyncClient(transport=httpx.MockTransport(server.handle))  # noqa: E731
     with pytest.raises(FtbenchError, match=error):
         prepare_openai(catalog.get("openai-compatible"), get_task("viggo"), settings, http_client_factory=factory)
     assert server.bodies == []
+
+
+# USD per 1M tokens (input, output): models/prices.toml [openai.base."gpt-4o-mini"] and [openai.finetuned."gpt-4o-mini"]
+BASE, TUNED = (0.15, 0.60), (0.30, 1.20)
+
+
+@pytest.mark.parametrize("model_id, prices", [("gpt-4o-mini", BASE), ("gpt-4o-mini-2024-07-18", BASE),
+                                              ("ft:gpt-4o-mini-2024-07-18:acme:viggo:x1", TUNED)])
+def test_the_budget_estimate_uses_the_prices_of_the_model_kind(monkeypatch, tmp_path, model_id, prices):
+    """A base model must not be guarded (nor billed) at fine-tuned rates: the refused amount is the exact one."""
+    from benchmarks.runner import eval_examples, prepare_openai
+    from benchmarks.tasks import get_task
+    from models import catalog
+    from models.errors import BudgetError
+    from models.money import usd
+    from models.tokens import chat_tokens
+
+    task, server = get_task("viggo"), Server()
+    settings = _base_model_settings(monkeypatch, tmp_path, model_id, allow_paid=True, max_cost_usd=0.0)
+    chats = [task.prompt(e).chat() for e in eval_examples(task, settings)]
+    tokens_in = sum(chat_tokens(chat, "o200k_base") for chat in chats)
+    expected = (tokens_in * prices[0] + len(chats) * settings.max_new_tokens * prices[1]) / 1e6
+    factory = lambda: httpx.AsyncClient(transport=httpx.MockTransport(server.handle))  # noqa: E731
+    with pytest.raises(BudgetError, match=rf"estimated at \{usd(expected, 0.0)[0]}, over") as refused:
+        prepare_openai(catalog.get("openai-compatible"), task, settings, http_client_factory=factory)
+    other = TUNED if prices == BASE else BASE
+    wrong = (tokens_in * other[0] + len(chats) * settings.max_new_tokens * other[1]) / 1e6
+    assert usd(wrong, 0.0)[0] not in str(refused.value) and server.bodies == []
+
+
+@pytest.mark.parametrize("model_id, prices", [("gpt-4o-mini", BASE), ("ft:gpt-4o-mini-2024-07-18:acme:viggo:x1", TUNED)])
+def test_a_record_bills_base_and_finetuned_models_at_their_own_prices(monkeypatch, tmp_path, model_id, prices):
+    from benchmarks.runner import build_record, eval_examples, prepare_openai, timed_generate
+    from benchmarks.tasks import get_task
+    from models import catalog
+
+    task, entry, server = get_task("viggo"), catalog.get("openai-compatible"), Server()
+    settings = _base_model_settings(monkeypatch, tmp_path, model_id, allow_paid=True)
+    factory = lambda: httpx.AsyncClient(transport=httpx.MockTransport(server.handle))  # noqa: E731
+    prepared = prepare_openai(entry, task, settings, http_client_factory=factory)
+    examples = eval_examples(task, settings)
+    completions, wall_s = timed_generate(prepared.model, examples, task, settings)
+    scores = task.score(examples, [c.text for c in completions], settings.data)
+    record = build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
+    # The server bills 11 prompt + 3 completion tokens per request; 2 requests.
+    assert record["cost_usd"]["eval"] == pytest.approx((22 * prices[0] + 6 * prices[1]) / 1e6)
+    kind = "base" if prices == BASE else "fine-tuned"
+    assert f"${prices[0]}/1M" in record["cost_usd"]["pricing"]["eval"] and f"{kind} model prices" in \
+        record["cost_usd"]["pricing"]["eval"]

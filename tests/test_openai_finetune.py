@@ -414,8 +414,8 @@ def test_twin_warning_without_a_log_goes_to_the_progress_display(fake, capsys):
 
 
 @pytest.mark.parametrize("budget, reason", [
-    (openai_ft.Budget(allow_paid=False), r"without an explicit opt-in.*\(estimate \$0\.\d\d\).*--run-paid"),
-    (openai_ft.Budget(allow_paid=True, max_cost_usd=0.001), r"estimated at \$0\.\d\d, over --max-cost \$0\.00"),
+    (openai_ft.Budget(allow_paid=False), r"without an explicit opt-in.*\(estimate \$0\.\d\d+\).*--run-paid"),
+    (openai_ft.Budget(allow_paid=True, max_cost_usd=0.001), r"estimated at \$0\.\d{4}, over --max-cost \$0\.0010"),
 ])
 def test_budget_refusal_comes_before_any_call(fake, budget, reason):
     clients = []
@@ -486,7 +486,8 @@ def test_runner_records_the_job_and_token_costs_and_a_rerun_calls_nothing(fake, 
     assert training["validation"] == "the valid split" and training["train_examples"] == 64
     assert cost["train"] == pytest.approx(26_846 * 8.00 / 1e6)
     usage = record["tokens"]
-    assert cost["eval"] == pytest.approx(usage["prompt"] * 12.00 / 1e6 + usage["completion"] * 16.00 / 1e6)
+    # fine-tuned gpt-3.5-turbo: $3.00 in / $6.00 out per 1M (prices.toml [openai.finetuned."gpt-3.5-turbo"])
+    assert cost["eval"] == pytest.approx(usage["prompt"] * 3.00 / 1e6 + usage["completion"] * 6.00 / 1e6)
     assert cost["pricing"]["eval"].startswith("tokens:") and cost["pricing"]["cached_items"] == 0
     assert record["model_fingerprint"]["adapter"] == f"openai:{FT_MODEL}"
     assert record["predictions"]["test/00000"] == "inform(name[Test])"
@@ -504,7 +505,7 @@ def test_runner_records_the_job_and_token_costs_and_a_rerun_calls_nothing(fake, 
 
 
 def test_runner_refuses_before_any_call_and_names_both_costs(fake):
-    with pytest.raises(BudgetError, match=r"fine-tuning \$0\.\d\d \(\d[\d,]* trained tokens\) \+ evaluation \$0\.\d\d"):
+    with pytest.raises(BudgetError, match=r"fine-tuning \$0\.\d\d+ \(\d[\d,]* trained tokens\) \+ evaluation \$0\.\d\d+"):
         _benchmark(fake, _settings(max_cost_usd=0.0))
     with pytest.raises(BudgetError, match="--run-paid"):
         _benchmark(fake, _settings(allow_paid=False))

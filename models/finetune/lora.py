@@ -556,7 +556,7 @@ def _training_info(state: _TrainState, recipe: LoraRecipe, total_steps: int, n_e
         "loss_first": state.losses[0], "loss_last": state.losses[-1],
         "loss_curve": [round(x, 4) for x in state.losses], "validation": state.validation,
         "best_step": state.best_step, "resumed_from": state.resumed_from, "precision": recipe.precision,
-        "hardware": {"key": hardware.key, "description": hardware.description},
+        "hardware": hardware.to_json(),  # key, description, devices per process: priced x processes
     }
 
 

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from models import money
 from models.errors import BackendError, BudgetError, ConfigError, DataError
 from models.pricing import PriceTable, token_cost
 
@@ -204,7 +205,7 @@ def estimate_training(train_rows: Sequence[dict[str, Any]], validation_rows: Seq
         base_model=spec.base_model, encoding=spec.encoding, examples=len(train_rows),
         validation_examples=len(validation_rows), tokens_per_epoch=sum(train_counts),
         max_example_tokens=max(train_counts), epochs=spec.epochs,
-        usd_per_million=prices.token_prices(spec.price_family)["training"], prices_date=prices.date,
+        usd_per_million=prices.token_prices(spec.price_family, finetuned=True)["training"], prices_date=prices.date,
     )
 
 
@@ -214,7 +215,7 @@ class Budget:
 
     allow_paid: bool = False
     """pytest --run-paid, or an explicit --yes on the command line."""
-    max_cost_usd: float = 5.0
+    max_cost_usd: float = money.DEFAULT_MAX_COST_USD
     """Refuse when the estimate is above this (pytest/CLI --max-cost)."""
 
     def __post_init__(self) -> None:
@@ -225,12 +226,15 @@ class Budget:
         """Raise BudgetError (before any paid call) unless `what`, estimated at `usd`, may run."""
         if not math.isfinite(usd):
             raise BudgetError(f"refusing paid work: {what} has no finite cost estimate ({usd!r}); check the price table.")
+        # Amounts are printed with as many decimals as it takes to tell them apart: never "$0.06, over $0.06".
         if not self.allow_paid:
-            raise BudgetError(f"refusing paid work without an explicit opt-in: {what} (estimate ${usd:.2f}). "
+            [shown] = money.usd(usd)
+            raise BudgetError(f"refusing paid work without an explicit opt-in: {what} (estimate {shown}). "
                               f"Pass --run-paid (pytest) or --yes (ftbench) to spend it.")
         if usd > self.max_cost_usd:
-            raise BudgetError(f"refusing paid work: {what} is estimated at ${usd:.2f}, over --max-cost "
-                              f"${self.max_cost_usd:.2f}. Raise --max-cost to at least {usd:.2f} to run it.")
+            shown, cap = money.usd(usd, self.max_cost_usd)
+            raise BudgetError(f"refusing paid work: {what} is estimated at {shown}, over --max-cost {cap}. "
+                              f"Raise --max-cost to at least {money.usd_at_least(usd, shown)} to run it.")
 
 
 # --- state: one JSON file per job key, written atomically ----------------------------------------------------------
