@@ -389,11 +389,10 @@ def _eval_cost(model: Model, completions: Sequence[Completion], hardware: Hardwa
     - A token-priced API model (it names its `price_family`): prompt and completion tokens x the per-token prices of
       its kind (base or fine-tuned).
     - Anything else (local weights, a free server): machine time x the hourly rate x the devices used. Machine time
-      is the sum of per-item timings divided by the items generated at once (`items_at_once`), because timings of
-      items produced together overlap. With transformers this bills each item its batch slot until the item
-      finished; a slot left idle by an item that stopped early is not billed, so it is somewhat below this run's
-      wall time, but it is the same number on every rerun. None (unknown) when the table has no rate for the
-      hardware.
+      is the sum of each item's `machine_s` (its share of its batch's wall time, stored with cached answers), so it
+      equals the generation wall time on the first run and stays the same on every rerun. Items without one (an
+      HTTP server; answers cached before machine_s existed) count latency_s / the items generated at once. None
+      (unknown) when the table has no rate for the hardware.
     """
     family = getattr(model, "price_family", None)
     if family:
@@ -404,11 +403,12 @@ def _eval_cost(model: Model, completions: Sequence[Completion], hardware: Hardwa
         kind = "fine-tuned" if finetuned else "base"
         return cost, (f"tokens: {prompt_tokens} in x ${price['input']}/1M + {completion_tokens} out x "
                       f"${price['output']}/1M ({family}, {kind} model prices)")
-    seconds = sum(c.latency_s for c in completions) / max(1, items_at_once)
+    seconds = sum(c.machine_s if c.machine_s is not None else c.latency_s / max(1, items_at_once)
+                  for c in completions)
     cached = sum(c.cached for c in completions)
     return _machine_cost(seconds, hardware.to_json(), 1, prices,
-                         f"wall time of generation as billed: {seconds:.3f} s = per-item timings ({cached} stored with "
-                         f"cached answers) / {items_at_once} generated at once")
+                         f"machine time of generation: {seconds:.3f} s, the items' shares of their batches' wall time "
+                         f"({cached} stored with cached answers; without a share, latency / {items_at_once} at once)")
 
 
 def _items_at_once(model: Model, entry: CatalogEntry | OpenAIEntry, batch_size: int, n: int) -> int:

@@ -85,6 +85,9 @@ class Completion:
     """True when the answer came from a prediction cache rather than the model."""
     error: str | None = None
     """Why generation failed for this item, when finish_reason is 'error'."""
+    machine_s: float | None = None
+    """This item's share of the machine time spent generating it (its batch's wall time / the batch's size), what
+    a local model's eval cost bills; None for backends that cannot tell (HTTP servers)."""
 
 
 @runtime_checkable

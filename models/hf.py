@@ -11,6 +11,7 @@ Greedy decoding with an explicit loop; outputs are token-for-token those of `mod
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import time
 from collections.abc import Sequence
@@ -173,7 +174,9 @@ class HFModel:
             step_ids = next_ids[:, None]
         elapsed = time.perf_counter() - started
         self.stats.generated_tokens += sum(len(a) for a in answers)
-        return [self._completion(token_ids[i], answers[i], texts[i], finish[i] or ("length", elapsed), config)
+        share = elapsed / len(suffixes)  # the machine was busy for the whole batch: each item carries its share
+        return [dataclasses.replace(self._completion(token_ids[i], answers[i], texts[i], finish[i] or ("length", elapsed),
+                                                     config), machine_s=share)
                 for i in range(len(suffixes))]
 
     def _append(self, token: int, item: int, answers, texts, stops: Sequence[str]) -> str | None:

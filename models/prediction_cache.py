@@ -114,6 +114,7 @@ class PredictionCache:
         entry = {
             "format": FORMAT, "key": key, "text": completion.text, "finish_reason": completion.finish_reason,
             "usage": dataclasses.asdict(completion.usage), "latency_s": completion.latency_s,
+            "machine_s": completion.machine_s,
         }
         # ASCII-escaped JSON stores any code point losslessly, lone surrogates from a model's answer included
         _write_atomic(self.path(model, key), json.dumps(entry))
@@ -129,6 +130,7 @@ def _completion_from_entry(entry: dict[str, Any], key: str) -> Completion:
         text=entry["text"],
         usage=Usage(prompt_tokens=int(usage["prompt_tokens"]), completion_tokens=int(usage["completion_tokens"])),
         latency_s=float(entry["latency_s"]),
+        machine_s=None if entry.get("machine_s") is None else float(entry["machine_s"]),  # absent in older entries
         finish_reason=entry["finish_reason"],
         cached=True,
     )

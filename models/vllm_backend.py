@@ -61,5 +61,6 @@ class VLLMModel:
             text=choice.text,
             usage=Usage(prompt_tokens=len(output.prompt_token_ids or ()), completion_tokens=len(choice.token_ids)),
             latency_s=latency,
+            machine_s=latency,
             finish_reason="length" if choice.finish_reason == "length" else "stop",
         )

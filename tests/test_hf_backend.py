@@ -149,3 +149,16 @@ def test_adapter_on_an_8bit_base_stays_unmerged_and_generates(tmp_path):
     assert tuned.fingerprint()["quantization"] == "8bit" and tuned.fingerprint()["device"] == "cuda"
     out = tuned.generate(PROMPTS[:3], GenerationConfig(max_new_tokens=8, stop=()))
     assert len(out) == 3 and all(c.usage.completion_tokens > 0 for c in out)
+
+
+def test_machine_time_is_each_batchs_wall_time_shared_by_its_items(tiny):
+    """What a local eval bills: the shares add up to the time the batches took, never more than the call."""
+    import time
+
+    prompts = [Prompt(f"item {i} " * (i + 1)) for i in range(5)]
+    started = time.perf_counter()
+    completions = tiny.generate(prompts, GenerationConfig(max_new_tokens=6, stop=(), batch_size=2))
+    wall = time.perf_counter() - started
+    shares = sorted(c.machine_s for c in completions)
+    assert all(s > 0 for s in shares) and sum(shares) <= wall
+    assert len(set(shares)) <= 3  # batches of 2, 2 and 1: one share per batch
