@@ -168,6 +168,6 @@ def test_benchmark_rerun_is_answered_from_the_prediction_cache(served, tmp_path)
     assert [c.text for c in cached] == [c.text for c in completions] and all(c.cached for c in cached)
     assert again["predictions"] == record["predictions"] and again["tokens"] == record["tokens"]
     assert record["tokens"]["prompt"] > 0 and record["model_fingerprint"]["endpoint"] == base_url
-    assert record["cost_usd"]["pricing"]["eval"].startswith("wall time")  # a local server is not token-priced
+    assert record["cost_usd"]["pricing"]["eval"].startswith("machine time")  # a local server is not token-priced
     stored = json.dumps(record) + "".join(p.read_text() for p in tmp_path.rglob("*.json"))
     assert SECRET not in stored
