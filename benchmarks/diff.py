@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import READABLE_SCHEMAS, SCHEMA, errors_of, validate_record
+from benchmarks.record import READABLE_SCHEMAS, SCHEMA, errors_of, first_errors, validate_record
 from models.errors import ConfigError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE, EXIT_ERRORS = 0, 1, 2, 3
@@ -510,8 +510,8 @@ def diff_records(old: dict[str, Any], new: dict[str, Any], rules: GateRules = Ga
 def _error_lines(errors: dict[str, Any]) -> list[str]:
     if not errors["count"]:
         return []
-    first = "; ".join(f"{e['id']} {e['stage']}: {e['reason']}" for e in errors["first"][:3])
-    return [f"{errors['count']} items failed ({errors['rate']:.1%}): {errors['by_reason']}; first: {first}"]
+    return [f"{errors['count']} items failed ({errors['rate']:.1%}): {errors['by_reason']}; "
+            f"first: {first_errors(errors)}"]
 
 
 def _nothing_scored(record: dict[str, Any], side: str, metric: str) -> list[str]:

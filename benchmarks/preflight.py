@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks import thresholds
 from benchmarks.runner import Settings, eval_examples, generation_config
-from benchmarks.tasks import Task, training_split
+from benchmarks.tasks import Example, Task, training_split
 from models import catalog
 from models.errors import FtbenchError
 
@@ -34,28 +34,33 @@ def problems(pairs: Iterable[Pair], settings: Settings, task_for: Callable[[str]
         except FtbenchError as err:
             found.append(str(err))
     entries = {model: catalog.get(model) for _, model in pairs}
+    readable: dict[str, list[Example]] = {}  # eval rows of the tasks whose splits all read well
     for name, task in tasks.items():
         tuned = [m for t, m in pairs if t == name and entries[m].finetuned]
-        found += _split_problems(task, settings, needs_training=bool(tuned))
+        rows, problem = _read_splits(task, settings, needs_training=bool(tuned))
+        if problem:
+            found.append(problem)
+        else:
+            readable[name] = rows
     found += _cache_problems(entries.values(), settings)
-    found += _context_problems([(tasks[t], entries[m]) for t, m in pairs if t in tasks], settings)
+    found += _context_problems([(tasks[t], entries[m]) for t, m in pairs if t in readable], readable, settings)
     return found
 
 
-def _split_problems(task: Task, settings: Settings, needs_training: bool) -> list[str]:
-    """Every split the run reads parses (the loaders name file and row) and is not empty."""
+def _read_splits(task: Task, settings: Settings, needs_training: bool) -> tuple[list[Example], str | None]:
+    """(eval rows, None), or the problem: every split the run reads parses (the loaders name file and row) and is
+    not empty."""
     try:
-        if not eval_examples(task, settings):
-            return [f"{task.name}: the {task.eval_split} split has no rows in {settings.data.label}; "
-                    f"there is nothing to evaluate"]
-        if needs_training:
-            split = training_split(task, settings.data)
-            if not split.train:
-                return [f"{task.name}: the {task.train_split} split has no rows in {settings.data.label}; "
-                        f"a fine-tuned model needs training pairs"]
+        rows = eval_examples(task, settings)
+        if not rows:
+            return rows, (f"{task.name}: the {task.eval_split} split has no rows in {settings.data.label}; "
+                          f"there is nothing to evaluate")
+        if needs_training and not training_split(task, settings.data).train:
+            return rows, (f"{task.name}: the {task.train_split} split has no rows in {settings.data.label}; "
+                          f"a fine-tuned model needs training pairs")
     except FtbenchError as err:
-        return [str(err)]
-    return []
+        return [], str(err)
+    return rows, None
 
 
 def _cache_problems(entries: Iterable, settings: Settings) -> list[str]:
@@ -85,7 +90,7 @@ def _unwritable(folder: Path) -> str | None:
         return err.strerror or str(err)
 
 
-def _context_problems(pairs: list, settings: Settings) -> list[str]:
+def _context_problems(pairs: list, rows: dict[str, list[Example]], settings: Settings) -> list[str]:
     """Each prompt of a local model, plus --max-new-tokens, fits the model's context (checked once per weights)."""
     models: dict[tuple[str, str], list[str]] = {}
     tasks = {}
@@ -101,7 +106,7 @@ def _context_problems(pairs: list, settings: Settings) -> list[str]:
         tokenizer, context = limits
         task = tasks[task_name]
         room = context - generation_config(task, settings).max_new_tokens
-        for example in eval_examples(task, settings):
+        for example in rows[task_name]:
             tokens = _tokens_beyond(tokenizer, task.prompt(example).text, room)
             if tokens:
                 found.append(f"{task_name} row {example.id}: the prompt is {tokens:,}+ tokens; with --max-new-tokens "

@@ -104,6 +104,15 @@ def nonfinite_to_null(value: Any, path: str = "") -> tuple[Any, list[str]]:
     return value, []
 
 
+def first_errors(errors: dict[str, Any], shown: int = 3) -> str:
+    """The first errors of a record's `errors`, one clause each, for messages.
+
+    >>> first_errors(error_summary({"val/1": {"generate": "timeout after 60 s x 6"}}, 4))
+    'val/1 generate: timeout after 60 s x 6'
+    """
+    return "; ".join(f"{e['id']} {e['stage']}: {e['reason']}" for e in errors["first"][:shown])
+
+
 def errors_of(record: dict[str, Any]) -> dict[str, Any]:
     """A record's `errors`, also for schema 1 records (which had none)."""
     return record.get("errors") or {"count": 0, "rate": 0.0, "by_reason": {}, "first": [], "items": {}}

@@ -318,12 +318,11 @@ def check_error_rate(record: dict[str, Any], max_error_rate: float) -> None:
     """Raise ErrorRateExceeded, message prefixed 'ERRORS:', when more items failed than --max-error-rate allows."""
     errors = record["errors"]
     if errors["count"] and errors["rate"] > max_error_rate:
-        first = "; ".join(f"{e['id']} {e['stage']}: {e['reason']}" for e in errors["first"][:3])
         where = (record.get("requests") or {}).get("endpoint") or record["model"]
         raise ErrorRateExceeded(
             f"ERRORS: {errors['count']} of {record['data']['n']} items of {record['task']} x {record['model']} failed "
             f"({errors['rate']:.1%} > --max-error-rate {max_error_rate:g}) at {where}; by reason: "
-            f"{errors['by_reason']}; first: {first}. The accuracy covers only the answered items; fix the cause "
+            f"{errors['by_reason']}; first: {rec.first_errors(errors)}. The accuracy covers only the answered items; fix the cause "
             f"and rerun (answers already received are cached and not asked again).")
 
 

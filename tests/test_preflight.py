@@ -72,9 +72,13 @@ def test_a_malformed_row_of_a_builtin_task_is_named_before_training(pytester, tm
     good = {"question": "How many?", "context": "CREATE TABLE t (a INT)", "answer": "SELECT count(*) FROM t"}
     (spider / "spider_create_context_train.json").write_text(json.dumps([good] * 12))
     (spider / "spider_create_context_val.json").write_text(json.dumps([good, {"question": "no answer"}]))
-    result = run(pytester, "--models", "tiny-random-lora", "--tasks", "spider", "--data", str(data))
-    assert_refused_before_anything(result, pytester, caches,
-                                   "spider_create_context_val.json, row 1: missing or empty ['context', 'answer']")
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text('[spider.dir]\ndefault = 2\n')
+    result = run(pytester, "--models", "tiny-random-lora", "--tasks", "spider", "--data", str(data),
+                 "--thresholds", str(thresholds))
+    assert_refused_before_anything(result, pytester, caches, "2 problem(s)",  # a bad split hides no other problem
+                                   "spider_create_context_val.json, row 1: missing or empty ['context', 'answer']",
+                                   'spider.dir."default" = 2 is not a number in [0, 1]')
 
 
 def test_an_unwritable_cache_is_named_with_its_variable(pytester, tmp_path, caches, monkeypatch):
