@@ -10,6 +10,7 @@ from benchmarks.data import resolve_data
 from benchmarks.runner import OpenAISettings, PreparedModel, Settings, TrainSettings, prepare_model
 from benchmarks.tasks import Task, get_task
 from models import catalog, progress
+from models.backends import backend_for
 from models.pricing import load_prices
 
 
@@ -75,9 +76,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _marks(model_name: str, config: pytest.Config) -> list[pytest.MarkDecorator]:
     entry = catalog.get(model_name)
-    if entry.backend == "openai":
-        return [pytest.mark.paid] if entry.is_paid(config.getoption("openai_base_url")) else []
-    return [pytest.mark.gpu] if entry.requires_gpu else []
+    names = backend_for(entry).marks(entry, config.getoption("openai_base_url"))
+    return [getattr(pytest.mark, name) for name in sorted(names)]
 
 
 def settings_from(config: pytest.Config) -> Settings:
@@ -151,7 +151,7 @@ def prepared_for(settings: Settings):
     cache: dict[tuple[str, str], PreparedModel] = {}
 
     def get(entry: catalog.CatalogEntry | catalog.OpenAIEntry, task: Task) -> PreparedModel:
-        key = (entry.name, task.name if entry.finetuned or entry.backend == "openai" else "*")
+        key = (entry.name, task.name if backend_for(entry).prepared_per_task(entry) else "*")
         if key not in cache:
             cache[key] = prepare_model(entry, task, settings)
         return cache[key]

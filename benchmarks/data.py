@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.base import fingerprint_rows  # noqa: F401 - re-exported: records fingerprint their rows
 from models.errors import ConfigError, DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,19 +52,6 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def fingerprint_rows(rows: list[dict[str, Any]]) -> str:
-    """Content hash of the rows actually evaluated, so diffs can tell a changed data set from a changed model.
-
-    >>> fingerprint_rows([{"a": 1}]) == fingerprint_rows([{"a": 1}])
-    True
-    >>> fingerprint_rows([{"a": 1}]) == fingerprint_rows([{"a": 2}])
-    False
-    """
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
-        digest.update(b"\n")
-    return "sha256:" + digest.hexdigest()[:32]
 
 
 def load_hub_split(dataset_id: str, split: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from benchmarks import thresholds
 from benchmarks.runner import Settings, eval_examples, generation_config
 from benchmarks.tasks import Example, Task, training_split
 from models import catalog
+from models.backends import backend_for
 from models.errors import FtbenchError
 
 Pair = tuple[str, str]
@@ -65,18 +66,17 @@ def _read_splits(task: Task, settings: Settings, needs_training: bool) -> tuple[
 
 def _cache_problems(entries: Iterable, settings: Settings) -> list[str]:
     """The cache folders this run will write are writable (else the run would fail after training)."""
-    from models.finetune.lora import adapter_cache
-    from models.finetune.openai_ft import jobs_dir
     from models.prediction_cache import prediction_cache_dir
 
     entries = list(entries)
     folders = {}
     if settings.prediction_cache:
         folders[prediction_cache_dir()] = "FTBENCH_PREDICTION_CACHE (or --no-prediction-cache)"
-    if any(e.finetuned and e.backend == "hf" for e in entries):
-        folders[adapter_cache()] = "FTBENCH_ADAPTER_CACHE"
-    if any(e.finetuned and e.backend == "openai" for e in entries):
-        folders[jobs_dir()] = "FTBENCH_OPENAI_JOBS"
+    by_backend: dict[str, list] = {}
+    for entry in entries:
+        by_backend.setdefault(entry.backend, []).append(entry)
+    for group in by_backend.values():
+        folders |= backend_for(group[0]).cache_folders(group)
     return [f"cache folder {folder} is not writable ({why}); point {variable} or FTBENCH_CACHE at a writable folder"
             for folder, variable in folders.items() if (why := _unwritable(folder))]
 
@@ -95,7 +95,7 @@ def _context_problems(pairs: list, rows: dict[str, list[Example]], settings: Set
     models: dict[tuple[str, str], list[str]] = {}
     tasks = {}
     for task, entry in pairs:
-        if entry.backend == "hf":  # an API server refuses a long prompt itself: that item becomes an error
+        if backend_for(entry).context_limited(entry):
             models.setdefault((task.name, entry.weights), []).append(entry.name)
             tasks[task.name] = task
     found = []

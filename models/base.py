@@ -8,6 +8,8 @@ plus the target, so training and evaluation prompts cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -116,3 +118,18 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def fingerprint_rows(rows: list[dict[str, Any]]) -> str:
+    """Content hash of rows (evaluated or trained on), so diffs can tell a changed data set from a changed model.
+
+    >>> fingerprint_rows([{"a": 1}]) == fingerprint_rows([{"a": 1}])
+    True
+    >>> fingerprint_rows([{"a": 1}]) == fingerprint_rows([{"a": 2}])
+    False
+    """
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return "sha256:" + digest.hexdigest()[:32]

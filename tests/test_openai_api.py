@@ -163,7 +163,8 @@ def _base_model_settings(monkeypatch, tmp_path, model_id, **overrides):
 ])
 def test_a_base_model_at_openai_is_priced_and_guarded_before_any_request(monkeypatch, tmp_path, model_id,
                                                                          allow_paid, error):
-    from benchmarks.runner import prepare_openai
+    from benchmarks.runner import prepare_model
+    from models.backends.openai import OpenAIBackend
     from benchmarks.tasks import get_task
     from models import catalog
     from models.errors import FtbenchError
@@ -172,7 +173,8 @@ def test_a_base_model_at_openai_is_priced_and_guarded_before_any_request(monkeyp
     settings = _base_model_settings(monkeypatch, tmp_path, model_id, allow_paid=allow_paid, max_cost_usd=0.0)
     factory = lambda: httpx.AsyncClient(transport=httpx.MockTransport(server.handle))  # noqa: E731
     with pytest.raises(FtbenchError, match=error):
-        prepare_openai(catalog.get("openai-compatible"), get_task("viggo"), settings, http_client_factory=factory)
+        prepare_model(catalog.get("openai-compatible"), get_task("viggo"), settings,
+                      backend=OpenAIBackend(http_client_factory=factory))
     assert server.bodies == []
 
 
@@ -184,7 +186,8 @@ BASE, TUNED = (0.15, 0.60), (0.30, 1.20)
                                               ("ft:gpt-4o-mini-2024-07-18:acme:viggo:x1", TUNED)])
 def test_the_budget_estimate_uses_the_prices_of_the_model_kind(monkeypatch, tmp_path, model_id, prices):
     """A base model must not be guarded (nor billed) at fine-tuned rates: the refused amount is the exact one."""
-    from benchmarks.runner import eval_examples, prepare_openai
+    from benchmarks.runner import eval_examples, prepare_model
+    from models.backends.openai import OpenAIBackend
     from benchmarks.tasks import get_task
     from models import catalog
     from models.errors import BudgetError
@@ -198,7 +201,8 @@ def test_the_budget_estimate_uses_the_prices_of_the_model_kind(monkeypatch, tmp_
     expected = (tokens_in * prices[0] + len(chats) * settings.max_new_tokens * prices[1]) / 1e6
     factory = lambda: httpx.AsyncClient(transport=httpx.MockTransport(server.handle))  # noqa: E731
     with pytest.raises(BudgetError, match=rf"estimated at \{usd(expected, 0.0)[0]}, over") as refused:
-        prepare_openai(catalog.get("openai-compatible"), task, settings, http_client_factory=factory)
+        prepare_model(catalog.get("openai-compatible"), task, settings,
+                      backend=OpenAIBackend(http_client_factory=factory))
     other = TUNED if prices == BASE else BASE
     wrong = (tokens_in * other[0] + len(chats) * settings.max_new_tokens * other[1]) / 1e6
     assert usd(wrong, 0.0)[0] not in str(refused.value) and server.bodies == []
@@ -206,14 +210,15 @@ def test_the_budget_estimate_uses_the_prices_of_the_model_kind(monkeypatch, tmp_
 
 @pytest.mark.parametrize("model_id, prices", [("gpt-4o-mini", BASE), ("ft:gpt-4o-mini-2024-07-18:acme:viggo:x1", TUNED)])
 def test_a_record_bills_base_and_finetuned_models_at_their_own_prices(monkeypatch, tmp_path, model_id, prices):
-    from benchmarks.runner import build_record, eval_examples, prepare_openai, timed_generate
+    from benchmarks.runner import build_record, eval_examples, prepare_model, timed_generate
+    from models.backends.openai import OpenAIBackend
     from benchmarks.tasks import get_task
     from models import catalog
 
     task, entry, server = get_task("viggo"), catalog.get("openai-compatible"), Server()
     settings = _base_model_settings(monkeypatch, tmp_path, model_id, allow_paid=True)
     factory = lambda: httpx.AsyncClient(transport=httpx.MockTransport(server.handle))  # noqa: E731
-    prepared = prepare_openai(entry, task, settings, http_client_factory=factory)
+    prepared = prepare_model(entry, task, settings, backend=OpenAIBackend(http_client_factory=factory))
     examples = eval_examples(task, settings)
     completions, wall_s = timed_generate(prepared.model, examples, task, settings)
     scores = task.score(examples, [c.text for c in completions], settings.data)

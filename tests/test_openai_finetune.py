@@ -467,12 +467,14 @@ def _settings(**overrides):
 
 
 def _benchmark(fake, settings):
-    from benchmarks.runner import build_record, eval_examples, prepare_openai, timed_generate
+    from benchmarks.runner import build_record, eval_examples, prepare_model, timed_generate
+    from models.backends.openai import OpenAIBackend
     from benchmarks.tasks import get_task
     from models import catalog
 
     task, entry = get_task("viggo"), catalog.get("gpt-3.5-turbo-ft")
-    prepared = prepare_openai(entry, task, settings, make_client=fake.client, http_client_factory=fake.async_http_client)
+    backend = OpenAIBackend(make_client=fake.client, http_client_factory=fake.async_http_client)
+    prepared = prepare_model(entry, task, settings, backend=backend)
     examples = eval_examples(task, settings)
     completions, wall_s = timed_generate(prepared.model, examples, task, settings)
     scores = task.score(examples, [c.text for c in completions], settings.data)

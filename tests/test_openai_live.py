@@ -19,7 +19,7 @@ pytestmark = [
 
 def test_live_chat_completions_are_token_priced_and_cached(monkeypatch, tmp_path):
     from benchmarks.data import resolve_data
-    from benchmarks.runner import OpenAISettings, Settings, build_record, eval_examples, prepare_openai, timed_generate
+    from benchmarks.runner import OpenAISettings, Settings, build_record, eval_examples, prepare_model, timed_generate
     from benchmarks.tasks import get_task
     from models import catalog
     from models.pricing import load_prices
@@ -32,7 +32,7 @@ def test_live_chat_completions_are_token_priced_and_cached(monkeypatch, tmp_path
     task, entry = get_task("viggo"), catalog.get("openai-compatible")
 
     def run():
-        prepared = prepare_openai(entry, task, settings)
+        prepared = prepare_model(entry, task, settings)
         examples = eval_examples(task, settings)
         completions, wall_s = timed_generate(prepared.model, examples, task, settings)
         scores = task.score(examples, [c.text for c in completions], settings.data)

@@ -143,7 +143,8 @@ def test_real_completions_in_order_with_usage(served):
 
 def test_benchmark_rerun_is_answered_from_the_prediction_cache(served, tmp_path):
     from benchmarks.data import resolve_data
-    from benchmarks.runner import OpenAISettings, Settings, build_record, eval_examples, prepare_openai, timed_generate
+    from benchmarks.runner import OpenAISettings, Settings, build_record, eval_examples, prepare_model, timed_generate
+    from models.backends.openai import OpenAIBackend
     from benchmarks.tasks import get_task
     from models import catalog
     from models.pricing import load_prices
@@ -155,7 +156,7 @@ def test_benchmark_rerun_is_answered_from_the_prediction_cache(served, tmp_path)
     assert not entry.is_paid(base_url)
 
     def run(counter):
-        prepared = prepare_openai(entry, task, settings, http_client_factory=counter.http_client)
+        prepared = prepare_model(entry, task, settings, backend=OpenAIBackend(http_client_factory=counter.http_client))
         examples = eval_examples(task, settings)
         completions, wall_s = timed_generate(prepared.model, examples, task, settings)
         scores = task.score(examples, [c.text for c in completions], settings.data)
