@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.metrics import mr
-from benchmarks.tasks.viggo import ACTS, ATTRIBUTES, score_mr
+from benchmarks.tasks.scorers import mr_score
+from benchmarks.tasks.viggo import ACTS, ATTRIBUTES
 
 values = st.text(alphabet=st.characters(blacklist_characters="[]\n\r", blacklist_categories=("Cs",)), max_size=30).map(str.strip)
 slots = st.lists(st.tuples(st.sampled_from(ATTRIBUTES), values), max_size=6, unique_by=lambda s: s[0])
@@ -29,13 +30,13 @@ def test_function_attributes_ignore_order_and_values(meaning, random):
 
 @given(mrs)
 def test_everything_matches_itself(meaning):
-    score = score_mr(meaning.format(), meaning.format())
+    score = mr_score(meaning.format(), meaning.format())
     assert score.outcomes == {"function_attributes": True, "exact": True, "slot_f1": 1.0}
 
 
 @given(mrs, st.text(max_size=60))
 def test_f1_bounded_and_exact_implies_attribute_match(meaning, prediction):
-    score = score_mr(meaning.format(), prediction)
+    score = mr_score(meaning.format(), prediction)
     assert 0.0 <= score.outcomes["slot_f1"] <= 1.0
     if score.outcomes["exact"]:
         assert score.outcomes["function_attributes"]

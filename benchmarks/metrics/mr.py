@@ -60,7 +60,8 @@ def parse_mr(text: str) -> MeaningRepresentation:
     return MeaningRepresentation(act, tuple(slots))
 
 
-def _try_parse(text: str) -> MeaningRepresentation | None:
+def try_parse_mr(text: str) -> MeaningRepresentation | None:
+    """The parsed MR, or None when `text` is not one (a prediction may be anything)."""
     try:
         return parse_mr(text)
     except MRParseError:
@@ -88,7 +89,7 @@ def function_attributes_match(gold: str, pred: str) -> bool:
     >>> function_attributes_match("inform(name[A])", "confirm(name[A])")
     False
     """
-    g, p = parse_mr(gold), _try_parse(pred)
+    g, p = parse_mr(gold), try_parse_mr(pred)
     return p is not None and g.act == p.act and g.attributes == p.attributes
 
 
@@ -101,7 +102,7 @@ def slot_counts(gold: str, pred: str) -> tuple[int, int, int]:
     (1, 3, 2)
     """
     gold_slots = {(a, v.lower()) for a, v in parse_mr(gold).slots}
-    parsed = _try_parse(pred)
+    parsed = try_parse_mr(pred)
     pred_slots = {(a, v.lower()) for a, v in parsed.slots} if parsed else set()
     return len(gold_slots & pred_slots), len(pred_slots), len(gold_slots)
 

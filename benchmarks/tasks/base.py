@@ -41,9 +41,15 @@ class Score:
 
 
 class Task(Protocol):
+    """Everything the runner, the preflight and the record use of a task."""
+
     name: str
+    metrics: tuple[str, ...]
+    """Every metric `score` reports per item, in the order records and reports list them."""
     headline: str
-    """The metric a test asserts on."""
+    """The metric a test asserts on (one of `metrics`)."""
+    stop: tuple[str, ...]
+    """Where generation ends: the answer is cut at the first of these strings (empty: at max_new_tokens or EOS)."""
     train_split: str
     eval_split: str
     validation_split: str | None

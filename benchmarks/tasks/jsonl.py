@@ -15,11 +15,11 @@ from pathlib import Path
 
 from benchmarks.metrics import mr
 from benchmarks.tasks.base import Example, Score
+from benchmarks.tasks.scorers import SCORERS
 from benchmarks.data import DataSource
 from models.base import Message, Prompt
 from models.errors import DataError, UnknownNameError
 
-SCORERS = {"exact": ("exact",), "sql": ("execution_synth", "structural", "exact"), "mr": ("function_attributes", "exact", "slot_f1")}
 SPLITS = {"train": "train.jsonl", "eval": "eval.jsonl"}
 
 
@@ -32,7 +32,7 @@ class JsonlTask:
         if scorer not in SCORERS:
             raise UnknownNameError("scorer", scorer, SCORERS)
         self.folder, self.scorer, self.name = Path(folder), scorer, name
-        self.metrics = SCORERS[scorer]
+        self.metrics = SCORERS[scorer].metrics
         self.headline = self.metrics[0]
         eval_path = self.folder / SPLITS["eval"]
         if not eval_path.is_file():
@@ -69,17 +69,7 @@ class JsonlTask:
         return Prompt(text=text, messages=turns or (Message("user", text),))
 
     def score(self, examples: Sequence[Example], predictions: Sequence[str], data: DataSource) -> list[Score]:
-        pairs = list(zip(examples, predictions, strict=True))
-        if self.scorer == "mr":
-            from benchmarks.tasks.viggo import score_mr
-
-            return [score_mr(e.target, p) for e, p in pairs]
-        if self.scorer == "sql":
-            from benchmarks.tasks.spider import sql_score
-
-            return [_without_execution(sql_score(e.target, p, db_path=None, context=e.fields.get("context")))
-                    for e, p in pairs]
-        return [Score({"exact": mr.exact_match(e.target, p)}) for e, p in pairs]
+        return [SCORERS[self.scorer].score(e, p) for e, p in zip(examples, predictions, strict=True)]
 
 
 def read_text_lines(path: Path) -> list[tuple[int, str]]:
@@ -95,12 +85,6 @@ def read_text_lines(path: Path) -> list[tuple[int, str]]:
                                 f"is not UTF-8; save the file as UTF-8.") from None
             lines.append((number, text.rstrip("\r\n")))
     return lines
-
-
-def _without_execution(score: Score) -> Score:
-    """A JSONL row has no database: `execution` is not one of this task's metrics."""
-    return Score(*({m: v for m, v in part.items() if m != "execution"} for part in (score.outcomes, score.reasons,
-                                                                                     score.errors)))
 
 
 def render_chat_text(turns: Sequence[Message]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks.data import DataSource, load_hub_split, require_file
 from benchmarks.tasks.base import Example, Score
+from benchmarks.tasks.scorers import sql_score
 from models.base import Message, Prompt
 from models.errors import DataError
 
@@ -53,19 +54,6 @@ class SpiderTask:
     def score(self, examples: Sequence[Example], predictions: Sequence[str], data: DataSource) -> list[Score]:
         return [sql_score(e.target, p, db_path=database_path(data, e.fields.get("db_id")), context=e.fields["context"])
                 for e, p in zip(examples, predictions, strict=True)]
-
-
-def sql_score(gold: str, prediction: str, *, db_path: Path | None, context: str | None) -> Score:
-    """Every SQL metric of one item as a Score: verdicts as outcomes and reasons, MetricErrors as errors."""
-    from benchmarks.metrics.sql import MetricError, Verdict, score_sql
-
-    outcomes = score_sql(gold, prediction, db_path=db_path, context=context)  # never raises
-    verdicts = {m: v for m, v in outcomes.items() if isinstance(v, Verdict)}
-    return Score(
-        outcomes={m: (verdicts[m].correct if m in verdicts else None) for m in outcomes},
-        reasons={m: v.reason for m, v in verdicts.items() if v.reason},
-        errors={m: v.reason for m, v in outcomes.items() if isinstance(v, MetricError)},
-    )
 
 
 def database_path(data: DataSource, db_id: str | None) -> Path | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from benchmarks.data import DataSource, load_hub_split, require_file
 from benchmarks.metrics import mr
 from benchmarks.tasks.base import Example, Score
+from benchmarks.tasks.scorers import mr_score
 from models.base import Message, Prompt
 from models.errors import DataError
 
@@ -59,21 +60,7 @@ class ViggoTask:
         return Prompt(text=text, messages=(Message("system", " ".join(INSTRUCTION_LINES)), Message("user", sentence)))
 
     def score(self, examples: Sequence[Example], predictions: Sequence[str], data: DataSource) -> list[Score]:
-        return [score_mr(e.target, p) for e, p in zip(examples, predictions, strict=True)]
-
-
-def score_mr(gold: str, prediction: str) -> Score:
-    """Outcomes of one MR prediction; slot_f1 is a per-item float, the others are booleans."""
-    parsed = mr._try_parse(prediction)
-    reasons = {} if parsed else {"function_attributes": f"not an MR: {prediction[:80]!r}"}
-    return Score(
-        outcomes={
-            "function_attributes": mr.function_attributes_match(gold, prediction),
-            "exact": mr.exact_match(gold, prediction),
-            "slot_f1": mr.f1(*mr.slot_counts(gold, prediction))[2],
-        },
-        reasons=reasons,
-    )
+        return [mr_score(e.target, p) for e, p in zip(examples, predictions, strict=True)]
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
