@@ -40,6 +40,10 @@ class Prompt:
             turns.append({"role": "assistant", "content": answer})
         return turns
 
+    def api_messages(self) -> list[dict[str, str]]:
+        """What a chat API is sent: the chat turns, or the plain text as one user turn when the task has none."""
+        return self.chat() or [{"role": "user", "content": self.text}]
+
 
 @dataclass(frozen=True)
 class TrainingPair:

@@ -269,7 +269,7 @@ class OpenAIChatModel:
         """The chat.completions.create arguments for one prompt (chat turns; the plain text when it has none)."""
         params: dict[str, Any] = {
             "model": self.endpoint.model,
-            "messages": prompt.chat() or [{"role": "user", "content": prompt.text}],
+            "messages": prompt.api_messages(),
             "temperature": 0,
             self.endpoint.token_limit_param: config.max_new_tokens,
         }

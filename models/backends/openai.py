@@ -207,6 +207,6 @@ def eval_spend(model: Model | None, prompts, config: GenerationConfig, prices: P
     finetuned = is_finetuned(model) if finetuned is None else finetuned
     pending = [prompts[i] for i in model.misses(prompts, config)] if hasattr(model, "misses") else list(prompts)
     encoding = encoding or encoding_for(model.endpoint.model)
-    messages = [p.chat() or [{"role": "user", "content": p.text}] for p in pending]
+    messages = [p.api_messages() for p in pending]
     return estimate_requests(messages, [config.max_new_tokens] * len(pending), encoding,
                              prices.token_prices(family, finetuned=finetuned)).usd
