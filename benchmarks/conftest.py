@@ -165,6 +165,6 @@ def baseline_records(pytestconfig: pytest.Config) -> dict | None:
     path = pytestconfig.getoption("baseline")
     if path is None:
         return None
-    from benchmarks.diff import load_records
+    from benchmarks.runs import load_records
 
     return load_records(path)

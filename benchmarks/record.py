@@ -3,6 +3,12 @@
 It is the contract that `ftbench diff`, `ftbench report` and the `--baseline` gate read, so it is versioned
 (`SCHEMA`), holds JSON values only, and is filled before the accuracy assert so a failing test still records.
 
+In Python a record is a `Record`: a frozen tree of typed parts (`DataInfo`, `MetricSummary`, `ErrorSummary`,
+`LatencySummary`, `CostSummary`, `Training`, `MachineInfo`, ...), its maps read-only. `Record.from_json` reads and
+checks one (schemas 1 and 2; a bad one raises `RecordError` naming each field and value); `Record.to_json` writes
+strict JSON, the same JSON that was read, keys of a newer writer included. The pieces the runner builds a record
+from live in `benchmarks.record_build`, the checks in `benchmarks.record_schema`; both are re-exported here.
+
 Shape (schema 2; schema 1 records, written before `errors` existed, still load as records without errors):
 
     {"schema": 2, "task": "spider", "model": "smollm2-135m-lora",
@@ -30,321 +36,442 @@ Shape (schema 2; schema 1 records, written before `errors` existed, still load a
 
 from __future__ import annotations
 
-SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
-"""Schema 1 lacks `errors` and `requests`: read as a run in which no item failed."""
-FIRST_ERRORS = 5
-"""How many errors a record lists in full (`errors.first`); `errors.items` keeps every one."""
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple, Self
 
-import math
-import platform
-from collections.abc import Sequence
-from typing import Any
+from benchmarks.record_build import (FIRST_ERRORS, error_summary, errors_of, first_errors, latency_summary,
+                                     machine_info, nonfinite_to_null, summarize_metric)
+from benchmarks.record_schema import (LARGEST_COST_OR_TIME, MAX_DEPTH, READABLE_SCHEMAS, REQUIRED_SECTIONS, SCHEMA,
+                                      is_finite_number, typed_record_problems, validate_record)
 
-from benchmarks.stats import percentile, wilson_interval
-from models.base import Completion
-
-
-def summarize_metric(values: Sequence[bool | float | None]) -> dict[str, Any]:
-    """Accuracy-style summary of one metric's per-item outcomes (None = not scored, left out of n).
-
-    Booleans get a Wilson 95% interval; floats (slot F1) their mean with a normal-approximation interval.
-
-    >>> summarize_metric([True, False, None, True])["value"]
-    0.6666666666666666
-    >>> summarize_metric([None])["n"]
-    0
-    """
-    scored = [v for v in values if v is not None]
-    n = len(scored)
-    if n == 0:
-        return {"value": None, "n": 0, "ci95": None}
-    if all(isinstance(v, bool) for v in scored):
-        correct = sum(scored)
-        return {"value": correct / n, "correct": correct, "n": n, "ci95": list(wilson_interval(correct, n))}
-    mean = sum(scored) / n
-    spread = math.sqrt(sum((v - mean) ** 2 for v in scored) / (n - 1)) if n > 1 else 0.0
-    half = 1.96 * spread / math.sqrt(n)
-    return {"value": mean, "n": n, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
+__all__ = [
+    "SCHEMA", "READABLE_SCHEMAS", "REQUIRED_SECTIONS", "FIRST_ERRORS", "MAX_DEPTH", "LARGEST_COST_OR_TIME",
+    "Record", "RecordError", "DataInfo", "MetricSummary", "ErrorEntry", "ErrorSummary", "LatencySummary",
+    "Throughput", "TokenCounts", "CostSummary", "Training", "MachineInfo", "Threshold",
+    "summarize_metric", "error_summary", "nonfinite_to_null", "first_errors", "errors_of", "latency_summary",
+    "machine_info", "validate_record", "typed_record_problems", "is_finite_number",
+]
 
 
-def error_summary(item_errors: dict[str, dict[str, str]], n: int) -> dict[str, Any]:
-    """The record's `errors` from {item id: {stage: reason}}; an item with any error counts once.
+class RecordError(ValueError):
+    """A result record this ftbench cannot read; `problems` names every bad field with its value."""
 
-    >>> summary = error_summary({"val/1": {"generate": "http 503 after 6 attempts: Service Unavailable"}}, 4)
-    >>> summary["count"], summary["rate"], summary["by_reason"]
-    (1, 0.25, {'http 503 after 6 attempts': 1})
-    """
-    by_reason: dict[str, int] = {}
-    first = []
-    for item_id, stages in item_errors.items():
-        for stage, reason in stages.items():
-            kind = reason.split(":")[0]  # 'http 503 after 6 attempts', 'scorer error', 'gold query failed', ...
-            by_reason[kind] = by_reason.get(kind, 0) + 1
-            if len(first) < FIRST_ERRORS:
-                first.append({"id": item_id, "stage": stage, "reason": reason})
-    return {"count": len(item_errors), "rate": len(item_errors) / n if n else 0.0, "by_reason": by_reason,
-            "first": first, "items": item_errors}
+    LISTED = 20
+    """Problems spelled out in the message; `problems` keeps every one."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        more = len(self.problems) - self.LISTED
+        listed = "; ".join(self.problems[: self.LISTED]) + (f"; ... and {more} more" if more > 0 else "")
+        super().__init__(f"not a result record this ftbench reads ({len(self.problems)} problem(s)): {listed}. A "
+                         f"record holds the fields documented in benchmarks/record.py, of their types, with finite "
+                         f"numbers; rerun the benchmark that wrote it with this ftbench.")
 
 
-def nonfinite_to_null(value: Any, path: str = "") -> tuple[Any, list[str]]:
-    """`value` with every NaN or infinity replaced by None (JSON has no spelling for them), and their paths.
+# ------------------------------------------------------------------------------------ JSON <-> typed fields
 
-    >>> nonfinite_to_null({"latency_s": {"p50": float("nan"), "p95": 1.0}, "ci95": [0.1, float("inf")]})
-    ({'latency_s': {'p50': None, 'p95': 1.0}, 'ci95': [0.1, None]}, ['latency_s.p50', 'ci95[1]'])
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return None, [path]
-    if isinstance(value, dict):
-        pairs = [(k, nonfinite_to_null(v, f"{path}.{k}" if path else str(k))) for k, v in value.items()]
-        return {k: v for k, (v, _) in pairs}, [p for _, (_, found) in pairs for p in found]
+
+def _freeze(value: Any) -> Any:
+    """A read-only copy of a JSON value: objects become MappingProxyType, arrays tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
     if isinstance(value, (list, tuple)):
-        items = [nonfinite_to_null(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return [v for v, _ in items], [p for _, found in items for p in found]
-    return value, []
+        return tuple(_freeze(item) for item in value)
+    return value
 
 
-def first_errors(errors: dict[str, Any], shown: int = 3) -> str:
-    """The first errors of a record's `errors`, one clause each, for messages.
+def _thaw(value: Any) -> Any:
+    """A fresh plain-JSON copy of a (frozen) value: dicts and lists."""
+    if isinstance(value, Mapping):
+        return {key: _thaw(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(item) for item in value]
+    return value
 
-    >>> first_errors(error_summary({"val/1": {"generate": "timeout after 60 s x 6"}}, 4))
-    'val/1 generate: timeout after 60 s x 6'
+
+class _Codec(NamedTuple):
+    """How one field goes from JSON to its attribute and back."""
+
+    read: Callable[[Any], Any]
+    """JSON value, or one already typed (a constructor's argument) -> the attribute, read-only."""
+    write: Callable[[Any], Any]
+    """The attribute -> a fresh JSON value."""
+
+
+_JSON = _Codec(_freeze, _thaw)
+"""A JSON value held as is, read-only: numbers, strings, intervals, maps by item id, free-form objects."""
+
+
+def _part(cls: type[Any], nullable: bool = False) -> _Codec:
+    """A typed part; `nullable`: null reads as None (a base model's `training`), else as an empty part that writes
+    null."""
+    def read(value: Any) -> Any:
+        return value if isinstance(value, cls) or (nullable and value is None) else cls.from_json(value)
+    return _Codec(read, lambda part: None if part is None else part.to_json())
+
+
+def _parts_by_name(cls: type[_Part]) -> _Codec:
+    read = _part(cls).read
+    return _Codec(lambda value: MappingProxyType({name: read(item) for name, item in value.items()}),
+                  lambda parts: {name: part.to_json() for name, part in parts.items()})
+
+
+def _part_list(cls: type[_Part]) -> _Codec:
+    read = _part(cls).read
+    return _Codec(lambda value: tuple(read(item) for item in value), lambda parts: [part.to_json() for part in parts])
+
+
+def _field(default: Any = None, *, key: str | None = None, codec: _Codec = _JSON,
+           factory: Callable[[], Any] | None = None) -> Any:
+    """A field of a record part: `key` is its JSON name where that differs (`latency` is "latency_s")."""
+    metadata = {"key": key, "codec": codec}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@functools.cache
+def _json_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """{JSON key: field} of a part, in the order the runner writes them."""
+    return {f.metadata["key"] or f.name: f for f in dataclasses.fields(cls) if "codec" in f.metadata}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Part:
+    """A section of a record. Besides its typed fields it remembers how its JSON looked (keys it does not know, keys
+    left out, null), so that a record read and written again is the same JSON. Its constructor takes each nested
+    part typed or as its JSON, and keeps read-only copies (maps as MappingProxyType, lists as tuples)."""
+
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """Keys of a newer writer, unknown here: carried along, never dropped."""
+    absent: frozenset[str] | None = field(default=None, repr=False)
+    """Fields whose key the JSON left out (an older writer; a key written only sometimes), left out again while
+    they hold their default; a field given a value is written. None: those of `_optional`."""
+    null: bool = field(default=False, repr=False)
+    """The JSON held null here: read as an empty part, written back as null."""
+
+    _optional: ClassVar[frozenset[str]] = frozenset()
+    """Fields a writer leaves out while they hold their default."""
+
+    def __post_init__(self) -> None:
+        fields = {f.name: f for f in _json_fields(type(self)).values()}
+        for name, f in fields.items():  # frozen: only the constructor sets, here, typed read-only values
+            object.__setattr__(self, name, f.metadata["codec"].read(getattr(self, name)))
+        object.__setattr__(self, "extra", _freeze(self.extra))
+        absent = self._optional if self.absent is None else self.absent
+        object.__setattr__(self, "absent", frozenset(
+            name for name in absent if name in fields and getattr(self, name) == _default(fields[name])))
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any] | None) -> Self:
+        """This part of a record's JSON (null: an empty part that writes null), unchecked: `Record.from_json`
+        checks a whole record."""
+        if value is None:
+            return cls(null=True)
+        fields = _json_fields(cls)
+        return cls(**{f.name: value[key] for key, f in fields.items() if key in value},
+                   extra={key: item for key, item in value.items() if key not in fields},
+                   absent=frozenset(f.name for key, f in fields.items() if key not in value))
+
+    def to_json(self) -> dict[str, Any] | None:
+        """A fresh plain-JSON copy: the fields in the order the runner writes them, then unknown keys."""
+        if self.null:
+            return None
+        written = {key: f.metadata["codec"].write(getattr(self, f.name))
+                   for key, f in _json_fields(type(self)).items() if f.name not in self.absent}
+        return written | _thaw(self.extra)
+
+
+# ----------------------------------------------------------------------------------------------- the parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataInfo(_Part):
+    """What was evaluated: where the rows came from (`--data`), the split, how many items, a hash of their content."""
+
+    source: str | None = _field()
+    """'fixtures', 'hub' or 'dir'."""
+    path: str | None = _field()
+    """The data folder, for 'dir' and 'fixtures'."""
+    split: str | None = _field()
+    n: int | None = _field()
+    fingerprint: str | None = _field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSummary(_Part):
+    """One metric over the items (`summarize_metric`): true/false outcomes give an accuracy and a Wilson interval,
+    graded ones (slot F1) a mean."""
+
+    value: float | None = _field()
+    """None when no item was scored on it."""
+    correct: int | None = _field()
+    """Items right, for true/false metrics (written only for them)."""
+    n: int | None = _field()
+    """Items scored; errors are left out, never counted wrong."""
+    ci95: tuple[float, float] | None = _field()
+    errors: int = _field(0)
+    """Items that got an error instead of a score on it (none in schema 1)."""
+
+    _optional: ClassVar[frozenset[str]] = frozenset({"correct"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorEntry(_Part):
+    """One error in full: the item, the stage ('generate' or 'score:<metric>') and why."""
+
+    id: str | None = _field()
+    stage: str | None = _field()
+    reason: str | None = _field()
+
+    @property
+    def clause(self) -> str:
+        return f"{self.id} {self.stage}: {self.reason}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorSummary(_Part):
+    """Items that got an error instead of an answer or a score (`error_summary`); a schema-1 record has none."""
+
+    count: int = _field(0)
+    rate: float = _field(0.0)
+    by_reason: Mapping[str, int] = _field(factory=dict)
+    """{'http 503 after 6 attempts': 5}: errors by the reason before its first colon."""
+    first: tuple[ErrorEntry, ...] = _field((), codec=_part_list(ErrorEntry))
+    items: Mapping[str, Mapping[str, str]] = _field(factory=dict)
+    """{item id: {stage: reason}} for every failed item."""
+
+    def first_errors(self, shown: int = 3) -> str:
+        """The first errors, one clause each, for messages (as `first_errors` of the JSON)."""
+        return "; ".join(entry.clause for entry in self.first[:shown])
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencySummary(_Part):
+    """Seconds per item of the items answered (`latency_summary`), and the run's wall time (`total`)."""
+
+    p50: float | None = _field()
+    p95: float | None = _field()
+    mean: float | None = _field()
+    total: float | None = _field()
+    source: str | None = _field()
+    """'generated', 'stored timings of cached items' or 'no item answered'."""
+    generated_items: int | None = _field()
+    cached_items: int | None = _field()
+    failed_items: int | None = _field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Throughput(_Part):
+    examples_per_s: float | None = _field()
+    completion_tokens_per_s: float | None = _field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenCounts(_Part):
+    prompt: int | None = _field()
+    completion: int | None = _field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostSummary(_Part):
+    """USD of training and of this evaluation at the price table of `prices_date`; `pricing` says how."""
+
+    train: float | None = _field()
+    eval: float | None = _field()
+    per_1k_requests: float | None = _field()
+    prices_date: str | None = _field()
+    pricing: Mapping[str, Any] | None = _field()
+    """How each cost was computed (free-form: the bases, the price file, cached items)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MachineInfo(_Part):
+    """The machine of the run (`machine_info`), with what precision 'auto' resolved to there."""
+
+    hardware: str | None = _field()
+    hardware_key: str | None = _field()
+    platform: str | None = _field()
+    python: str | None = _field()
+    torch: str | None = _field()
+    transformers: str | None = _field()
+    precision_auto: str | None = _field()
+    precision_reason: str | None = _field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Threshold(_Part):
+    """The accuracy the test asserted, and where it was set (added after the run, by the pytest gate)."""
+
+    value: float | None = _field()
+    file: str | None = _field()
+    key: str | None = _field()
+
+
+@dataclass(frozen=True)
+class Training(Mapping[str, Any]):
+    """What fine-tuning measured, as its backend wrote it (LoRA: wall time, steps, loss curve, hardware, ...; OpenAI:
+    provider, job, trained tokens, ...): a read-only mapping, with typed accessors for what the tools read."""
+
+    values: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", _freeze(self.values))  # frozen: the constructor alone sets it
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Training:
+        return cls(value)
+
+    def to_json(self) -> dict[str, Any]:
+        return _thaw(self.values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def wall_s(self) -> float | None:
+        return self.values.get("wall_s")
+
+    @property
+    def steps(self) -> int | None:
+        return self.values.get("steps")
+
+    @property
+    def cached(self) -> bool:
+        """The adapter or job came from an earlier run: nothing was trained this time."""
+        return bool(self.values.get("cached", False))
+
+    @property
+    def provider(self) -> str | None:
+        """Who trained it off this machine ('openai'); None for a LoRA run here."""
+        return self.values.get("provider")
+
+    @property
+    def trained_tokens(self) -> int | None:
+        return self.values.get("trained_tokens")
+
+    @property
+    def precision(self) -> str | None:
+        return self.values.get("precision")
+
+
+# ------------------------------------------------------------------------------------------------ the record
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record(_Part):
+    """The result of one task x model run. Read with `from_json`, write with `to_json`; fields in the order the
+    runner writes their keys (`headline` is "metric", `latency` "latency_s", `cost` "cost_usd").
+
+    >>> record = Record.from_json({
+    ...     "schema": 2, "task": "spider", "model": "m", "data": {"split": "val", "n": 2},
+    ...     "model_fingerprint": {"base": "m"}, "metric": "execution", "accuracy": 0.5, "ci95": [0.09, 0.91],
+    ...     "metrics": {"execution": summarize_metric([True, False])},
+    ...     "items": {"val/1": {"execution": True}, "val/2": {"execution": False}},
+    ...     "latency_s": {"p50": 0.2}, "cost_usd": {"eval": 0.001}, "machine": {"hardware": "cpu"}})
+    >>> record.pair, record.accuracy, record.metric("execution").correct, record.outcome("val/2", "execution")
+    (('spider', 'm'), 0.5, 1, False)
+    >>> record.errors.count, record.cost.eval, record.latency.p95, record.training is None
+    (0, 0.001, None, True)
+    >>> Record.from_json(record.to_json()) == record
+    True
+    >>> try:
+    ...     Record.from_json(record.to_json() | {"accuracy": float("nan"), "data": None, "machine": "cpu"})
+    ... except RecordError as err:
+    ...     err.problems
+    ('accuracy = NaN is not a finite number', 'machine = "cpu" is not an object')
     """
-    return "; ".join(f"{e['id']} {e['stage']}: {e['reason']}" for e in errors["first"][:shown])
 
+    schema: int = _field(SCHEMA)
+    task: str = _field(dataclasses.MISSING)
+    model: str = _field(dataclasses.MISSING)
+    data: DataInfo = _field(codec=_part(DataInfo), factory=DataInfo)
+    model_fingerprint: Mapping[str, Any] | None = _field()
+    """Base weights, adapter hash, recipe, ... (free-form by backend)."""
+    headline: str | None = _field(key="metric")
+    """The headline metric, whose value is `accuracy`."""
+    accuracy: float | None = _field()
+    accuracy_basis: str | None = _field()
+    """Which items the accuracy covers, in words (schema 2)."""
+    ci95: tuple[float, float] | None = _field()
+    metrics: Mapping[str, MetricSummary] = _field(codec=_parts_by_name(MetricSummary), factory=dict)
+    items: Mapping[str, Mapping[str, bool | float | None]] = _field(factory=dict)
+    """{item id: {metric: true/false, a graded score, or None (not scored)}}."""
+    predictions: Mapping[str, str | None] = _field(factory=dict)
+    """{item id: the answer, None when it got none (see errors)}."""
+    reasons: Mapping[str, Mapping[str, str]] = _field(factory=dict)
+    """{item id: {metric: why the answer is wrong}}."""
+    errors: ErrorSummary = _field(codec=_part(ErrorSummary), factory=ErrorSummary)
+    requests: Mapping[str, Any] | None = _field()
+    """How an HTTP model was asked (endpoint, timeout, retries, concurrency); None for local models."""
+    latency: LatencySummary = _field(key="latency_s", codec=_part(LatencySummary), factory=LatencySummary)
+    throughput: Throughput = _field(codec=_part(Throughput), factory=Throughput)
+    tokens: TokenCounts = _field(codec=_part(TokenCounts), factory=TokenCounts)
+    cost: CostSummary = _field(key="cost_usd", codec=_part(CostSummary), factory=CostSummary)
+    training: Training | None = _field(codec=_part(Training, nullable=True))
+    """None for a base model."""
+    machine: MachineInfo = _field(codec=_part(MachineInfo), factory=MachineInfo)
+    nonfinite_fields: tuple[str, ...] = _field(())
+    """Fields the runner nulled because it computed NaN or infinity (written only then; such a record is refused)."""
+    threshold: Threshold | None = _field(codec=_part(Threshold, nullable=True))
 
-def errors_of(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's `errors`, also for schema 1 records (which had none)."""
-    return record.get("errors") or {"count": 0, "rate": 0.0, "by_reason": {}, "first": [], "items": {}}
+    _optional: ClassVar[frozenset[str]] = frozenset({"nonfinite_fields", "threshold"})
 
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any], *, check: bool = True) -> Record:
+        """The record of this JSON (a pytest-benchmark `extra_info`), schema 1 or 2; a schema-1 record reads as a
+        run without errors and writes back as it was.
 
-def latency_summary(completions: Sequence[Completion], total_s: float) -> dict[str, Any]:
-    """Per-item latency percentiles of the items answered in this run (failed attempts are left out); when every
-    answer came from the prediction cache, of the timings stored with them, labelled so. `total` is this run's wall
-    time either way."""
-    answered = [c for c in completions if c.error is None]
-    generated = [c.latency_s for c in answered if not c.cached]
-    per_item = generated or [c.latency_s for c in answered]
-    source = "generated" if generated or not answered else "stored timings of cached items"
-    if not per_item:  # every item failed: no latency to report (JSON has no NaN)
-        return {"p50": None, "p95": None, "mean": None, "total": total_s, "source": "no item answered",
-                "generated_items": 0, "cached_items": 0, "failed_items": len(completions)}
-    return {"p50": percentile(per_item, 50), "p95": percentile(per_item, 95), "mean": sum(per_item) / len(per_item), "total": total_s,
-            "source": source, "generated_items": len(generated), "cached_items": len(answered) - len(generated),
-            "failed_items": len(completions) - len(answered)}
+        Raises RecordError naming every field that is missing, of the wrong type, NaN or infinite, or out of range
+        (`typed_record_problems`). `check=False` is for the runner's own record only, which must be recorded even
+        when it lists `nonfinite_fields` (every reader refuses it then).
+        """
+        record = dict(value) if isinstance(value, Mapping) else value
+        if check and (problems := typed_record_problems(record)):
+            raise RecordError(problems)
+        return super().from_json(record)
 
+    def to_json(self) -> dict[str, Any]:
+        """Strict JSON (no NaN: the record is checked or nulled when made), as fresh dicts and lists."""
+        return super().to_json()
 
-def machine_info(hardware_description: str, hardware_key: str) -> dict[str, str]:
-    import torch
-    import transformers
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(task, model): how the records of two runs are matched."""
+        return self.task, self.model
 
-    from models.precision import native_precision
+    def metric(self, name: str) -> MetricSummary:
+        """The summary of metric `name`; an empty one (value and n None) when the record has none."""
+        return self.metrics.get(name) or MetricSummary()
 
-    auto, why = native_precision("auto")
-    return {"hardware": hardware_description, "hardware_key": hardware_key, "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "precision_auto": auto, "precision_reason": why}
+    @property
+    def headline_metric(self) -> MetricSummary:
+        return self.metric(self.headline or "")
 
+    def metric_value(self, name: str) -> float | None:
+        """The recorded value of metric `name` as a float; for the headline metric of a record whose summary has no
+        value (hand-made, or older), its `accuracy`."""
+        summary = self.metrics.get(name)
+        if summary is not None and not summary.null and "value" not in summary.absent:
+            value = summary.value
+        else:
+            value = self.accuracy if self.headline == name else None
+        return None if value is None else float(value)
 
-# ------------------------------------------------------------------------------------------------ validation
-
-MAX_DEPTH = 64
-"""Deepest nesting a record may have. Real records are about 5 levels deep; a deeper one is hostile or broken, and
-would exhaust the recursion of the readers (json.dumps, the fingerprint diff)."""
-LARGEST_COST_OR_TIME = 1e12
-"""Above this a cost (USD) or time (s) is a units or overflow bug, not a measurement; refusing it keeps every sum,
-ratio and figure axis of the readers finite (matplotlib's ticks overflow near the float limit)."""
-_MISSING = object()
-
-
-def is_finite_number(value: Any) -> bool:
-    """An int or float (not a bool) that is neither NaN nor infinite; an int too large for a float is not finite.
-
-    >>> is_finite_number(0.5), is_finite_number(True), is_finite_number(float("nan")), is_finite_number(10**400)
-    (True, False, False, False)
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # math.isfinite converts an int to float first
-        return False
-
-
-def validate_record(record: Any) -> list[str]:
-    """Every problem that keeps `ftbench diff` and `ftbench report` from reading `record`, one line each naming the
-    field and its value: a wrong type, a number that is NaN or infinite (Python's json reads NaN and Infinity),
-    a field the runner nulled because it computed one (`nonfinite_fields`), a value out of range (accuracies,
-    rates and interval bounds in [0, 1]; counts >= 0; costs and latencies in [0, LARGEST_COST_OR_TIME]), or
-    nesting deeper than MAX_DEPTH. Empty when the record is fine. Schema 1 and 2 are checked alike: a field a
-    record lacks is not a problem (schema 1 has no `errors`), and null stands for "not measured", as the runner
-    writes it (the latency of a run without answers, the value of a metric nothing was scored on).
-
-    >>> validate_record({"schema": 2, "task": "spider", "model": "m", "latency_s": {"p50": float("inf")}})
-    ['latency_s.p50 = Infinity is not a finite number']
-    >>> validate_record({"schema": 1, "task": "spider", "model": "m", "metrics": [], "data": {"n": -1}})
-    ['metrics = [] is not an object', 'data.n = -1 is negative']
-    """
-    if not isinstance(record, dict):
-        return [f"the record = {_shown(record)} is not an object"]
-    too_deep, non_finite = _walk(record)
-    if too_deep:  # checked alone: showing such values would recurse as deep as they go
-        return too_deep
-    check = _Checks()
-    check.fields(record)
-    return list((check.found | {p: m for p, m in non_finite.items() if p not in check.found}).values())
-
-
-def _walk(record: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """(nesting problems, {path: problem} for every non-finite number anywhere in the record). Iterative, so a
-    deeply nested record cannot exhaust the stack here."""
-    too_deep, non_finite = [], {}
-    stack = [(str(key), value, 1) for key, value in reversed(record.items())]
-    while stack:
-        path, value, depth = stack.pop()
-        if isinstance(value, (dict, list)) and value:
-            if depth >= MAX_DEPTH:
-                too_deep.append(f"{path} is nested more than {MAX_DEPTH} levels deep; a record is about 5 deep")
-                continue
-            children = value.items() if isinstance(value, dict) else enumerate(value)
-            form = "{}.{}" if isinstance(value, dict) else "{}[{}]"
-            stack += reversed([(form.format(path, key), child, depth + 1) for key, child in children])
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not is_finite_number(value):
-            non_finite[path] = f"{path} = {_shown(value)} is not a finite number"
-    return too_deep, non_finite
-
-
-def _shown(value: Any, width: int = 40) -> str:
-    """The value as JSON spells it (NaN, Infinity, true, null), cut to `width` characters."""
-    import json  # only to show a bad value
-
-    if isinstance(value, int) and not isinstance(value, bool) and not is_finite_number(value):
-        return "an integer too large for a float"  # str() of it may be refused (int_max_str_digits)
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-class _Checks:
-    """The typed fields `ftbench diff` and `ftbench report` read, checked; `found` maps each field path to its
-    problem (the first one found, so a field is reported once)."""
-
-    def __init__(self) -> None:
-        self.found: dict[str, str] = {}
-
-    def problem(self, path: str, value: Any, why: str) -> None:
-        self.found.setdefault(path, f"{path} is missing" if value is _MISSING else f"{path} = {_shown(value)} {why}")
-
-    def number(self, path: str, value: Any, high: float = math.inf, integer: bool = False) -> None:
-        """A number in [0, high] (every number the tools read is a share, a count, a cost or a time); null is fine."""
-        if value is None or value is _MISSING:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.problem(path, value, "is not a number")
-        elif not is_finite_number(value):
-            self.problem(path, value, "is not a finite number")
-        elif integer and not isinstance(value, int):
-            self.problem(path, value, "is not a whole number")
-        elif value < 0:
-            self.problem(path, value, "is negative")
-        elif value > high:
-            beyond = ": no real cost (USD) or time (s) is that large" if high == LARGEST_COST_OR_TIME else ""
-            self.problem(path, value, f"is above {high:g}{beyond}")
-
-    def text(self, path: str, value: Any, required: bool = False) -> None:
-        if required and (value is _MISSING or value is None or value == ""):
-            self.problem(path, value, "is required (a non-empty string)")
-        elif value is not _MISSING and value is not None and not isinstance(value, str):
-            self.problem(path, value, "is not a string")
-
-    def mapping(self, path: str, value: Any) -> dict[str, Any]:
-        """The object to look into: {} when absent or null (readers treat both as empty), or not an object."""
-        if value is None or value is _MISSING:
-            return {}
-        if not isinstance(value, dict):
-            self.problem(path, value, "is not an object")
-            return {}
-        return value
-
-    def interval(self, path: str, value: Any) -> None:
-        if value is None or value is _MISSING:
-            return
-        if not (isinstance(value, list) and len(value) == 2):
-            self.problem(path, value, "is not a [low, high] pair")
-            return
-        for i, bound in enumerate(value):
-            self.number(f"{path}[{i}]", bound, high=1)
-        if all(is_finite_number(b) for b in value) and value[0] > value[1]:
-            self.problem(path, value, "has its low bound above its high bound")
-
-    def fields(self, record: dict[str, Any]) -> None:
-        get = record.get
-        if type(get("schema")) is not int or get("schema") not in READABLE_SCHEMAS:
-            self.problem("schema", get("schema", _MISSING), f"is not a schema this ftbench reads {READABLE_SCHEMAS}")
-        self.text("task", get("task", _MISSING), required=True)
-        self.text("model", get("model", _MISSING), required=True)
-        self.text("metric", get("metric", _MISSING))
-        self.number("accuracy", get("accuracy", _MISSING), high=1)
-        self.interval("ci95", get("ci95", _MISSING))
-        for name, entry in self.mapping("metrics", get("metrics", _MISSING)).items():
-            self.metric(f"metrics.{name}", self.mapping(f"metrics.{name}", entry))
-        for item_id, outcomes in self.mapping("items", get("items", _MISSING)).items():
-            for metric, outcome in self.mapping(f"items.{item_id}", outcomes).items():
-                if not isinstance(outcome, bool):  # true/false, a graded score in [0, 1], or null (not scored)
-                    self.number(f"items.{item_id}.{metric}", outcome, high=1)
-        for section, keys in (("latency_s", ("p50", "p95", "mean", "total")),
-                              ("cost_usd", ("train", "eval", "per_1k_requests")), ("data", ("n",))):
-            values = self.mapping(section, get(section, _MISSING))
-            for key in keys:
-                if key == "n":
-                    self.number(f"{section}.{key}", values.get(key), integer=True)
-                else:
-                    self.number(f"{section}.{key}", values.get(key), high=LARGEST_COST_OR_TIME)
-        for section, key in (("cost_usd", "prices_date"), ("data", "fingerprint"), ("machine", "hardware"),
-                             ("machine", "precision_auto"), ("training", "precision")):
-            self.text(f"{section}.{key}", self.mapping(section, get(section, _MISSING)).get(key, _MISSING))
-        self.errors(get("errors", _MISSING))
-        self.nulled(get("nonfinite_fields", _MISSING))
-
-    def nulled(self, paths: Any) -> None:
-        """Fields the runner nulled because it computed NaN or Infinity (`nonfinite_to_null`): read as null they
-        would pass every gate unseen, so they are refused like the non-finite numbers they were."""
-        if paths is None or paths is _MISSING:
-            return
-        if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
-            self.problem("nonfinite_fields", paths, "is not a list of field paths")
-            return
-        for path in paths:
-            self.found.setdefault(path, f"{path} was NaN or infinite when the run computed it (nulled, listed in "
-                                        f"nonfinite_fields): a bug in that run, not a measurement")
-
-    def metric(self, path: str, entry: dict[str, Any]) -> None:
-        self.number(f"{path}.value", entry.get("value"), high=1)
-        for key in ("n", "correct", "errors"):
-            self.number(f"{path}.{key}", entry.get(key), integer=True)
-        self.interval(f"{path}.ci95", entry.get("ci95"))
-        correct, n = entry.get("correct"), entry.get("n")
-        if is_finite_number(correct) and is_finite_number(n) and correct > n:
-            self.problem(f"{path}.correct", correct, f"is more than {path}.n = {n}")
-
-    def errors(self, value: Any) -> None:
-        """`errors` (schema 2): when it says anything, it must say it all, as `ftbench diff` prints every part."""
-        errors = self.mapping("errors", value)
-        if not errors:
-            return
-        for key in ("count", "rate", "by_reason", "first"):
-            if errors.get(key) is None:
-                self.problem(f"errors.{key}", errors.get(key, _MISSING), "is required when errors is given")
-        self.number("errors.count", errors.get("count"), integer=True)
-        self.number("errors.rate", errors.get("rate"), high=1)
-        for reason, count in self.mapping("errors.by_reason", errors.get("by_reason")).items():
-            self.number(f"errors.by_reason.{reason}", count, integer=True)
-        first = errors.get("first")
-        if first is not None and not isinstance(first, list):
-            self.problem("errors.first", first, "is not a list")
-        for i, entry in enumerate(first if isinstance(first, list) else []):
-            entry = self.mapping(f"errors.first[{i}]", entry)
-            for key in ("id", "stage", "reason"):
-                self.text(f"errors.first[{i}].{key}", entry.get(key, _MISSING), required=True)
-        for item_id, stages in self.mapping("errors.items", errors.get("items")).items():
-            for stage, reason in self.mapping(f"errors.items.{item_id}", stages).items():
-                self.text(f"errors.items.{item_id}.{stage}", reason)
+    def outcome(self, item_id: str, metric: str) -> bool | float | None:
+        """Item `item_id`'s outcome on `metric`: true/false, a graded score, or None (not scored, or no such item)."""
+        return self.items.get(item_id, {}).get(metric)

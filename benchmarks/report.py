@@ -1,38 +1,34 @@
-"""`ftbench report RUN.json [RUN2.json ...] [--out DIR]`: the comparison as Markdown and two PNG figures.
+"""The report of one or more runs: the comparison as Markdown and two PNG figures (`ftbench report`).
 
-Reads the ftbench records of one or more pytest-benchmark JSON files and writes into DIR:
+Reads the ftbench records of one or more pytest-benchmark JSON files and writes into a folder:
     report.md             comparison table (accuracy with its 95% interval, train cost, eval cost per 1K requests,
-                          latency p50/p95, n) and a per-metric table; the Markdown is also printed to stdout
+                          latency p50/p95, n) and a per-metric table
     accuracy_vs_cost.png  accuracy against total cost (train + eval per 1K requests), one panel per task
     cost_breakdown.png    stacked bars: training vs inference per 1K requests, per task and model
 
-Figures need matplotlib (`pip install 'ftbench[plots]'`); `--no-plots` writes the Markdown alone.
+Figures need matplotlib (`pip install 'ftbench[plots]'`); without plots the Markdown is written alone.
 Every file is written under a temporary name and renamed, so a reader never sees half a file.
 
-Every record is checked first (`benchmarks.record.validate_record`, as in `ftbench diff`): a file holding a field of
-the wrong type or a NaN or infinite number is refused, naming file, pair, field and value, and nothing is written.
+Every record is checked first (`benchmarks/runs.py`, as in `ftbench diff`): a file holding a field of the wrong
+type or a NaN or infinite number is refused, naming file, pair, field and value, and nothing is written.
 So the report never shows nan or inf; a value that is not measured (null) shows as "–".
-
-Exit codes: 0 written; 2 unusable input (see `ftbench diff`: unreadable, not JSON, too deeply nested, a malformed
-record), an output path equal to an input, or no matplotlib. No report file is written on exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.diff import Run, read_run, refuse_overwriting_inputs, replacing, write_atomic
-from benchmarks.stats import wilson_interval
 from benchmarks.record import errors_of, is_finite_number
-from models.errors import FtbenchError, MissingDependencyError
+from benchmarks.runs import Run, read_run, refuse_overwriting_inputs
+from benchmarks.stats import wilson_interval
+from benchmarks.units import percent, seconds, usd
+from models.errors import MissingDependencyError
+from models.files import replacing, write_atomic
 
-EXIT_OK, EXIT_UNUSABLE = 0, 2
 REPORT_NAME, SCATTER_NAME, BARS_NAME = "report.md", "accuracy_vs_cost.png", "cost_breakdown.png"
 
 
@@ -159,22 +155,8 @@ def _interval(value: Any) -> tuple[float, float] | None:
 # ---------------------------------------------------------------------------------------------- Markdown
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
 def _with_interval(value: float | None, ci95: tuple[float, float] | None) -> str:
-    return _pct(value) if ci95 is None else f"{_pct(value)} [{ci95[0]:.1%}, {ci95[1]:.1%}]"
-
-
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"${value:,.2f}" if abs(value) >= 1 or value == 0 else f"${value:.3g}"
-
-
-def _seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3g}s"
+    return percent(value) if ci95 is None else f"{percent(value)} [{ci95[0]:.1%}, {ci95[1]:.1%}]"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -190,8 +172,8 @@ def render_markdown(entries: Sequence[Entry], runs: Sequence[str], plots: bool =
         (*lead, "task", "model", "metric", "accuracy [95% CI]", "train cost", "eval cost / 1K requests",
          "latency p50 / p95", "n"),
         [((e.run,) if several else ()) + (e.task, e.model, e.metric, _with_interval(e.accuracy, e.ci95),
-          _usd(e.train_usd) + (f" ({e.train_precision})" if e.train_precision else ""), _usd(e.eval_per_1k_usd),
-          f"{_seconds(e.p50_s)} / {_seconds(e.p95_s)}",
+          usd(e.train_usd) + (f" ({e.train_precision})" if e.train_precision else ""), usd(e.eval_per_1k_usd),
+          f"{seconds(e.p50_s)} / {seconds(e.p95_s)}",
           ("–" if e.n is None else str(e.n)) + (f" ({e.errors} errors)" if e.errors else "")) for e in entries],
     )
     failed = [f"- {e.task} / {e.label}: {e.errors} items failed, not scored ({e.error_reasons})"
@@ -277,7 +259,7 @@ def plot_cost_breakdown(entries: Sequence[Entry], path: Path) -> None:
     ax.bar(positions, train, color="C0", label="training")
     ax.bar(positions, inference, bottom=train, color="C1", label="inference per 1K requests")
     for x, total in zip(positions, (t + i for t, i in zip(train, inference))):
-        ax.annotate(_usd(total), (x, total), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+        ax.annotate(usd(total), (x, total), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
     ax.set_xticks(list(positions), names, fontsize=8, rotation=25, ha="right")  # long model names must not overlap
     ax.set_ylabel("USD")
     ax.set_title("Cost: training vs inference (per 1K requests)")
@@ -286,7 +268,7 @@ def plot_cost_breakdown(entries: Sequence[Entry], path: Path) -> None:
     _save_png(figure, path)
 
 
-# ---------------------------------------------------------------------------------------------------- CLI
+# ---------------------------------------------------------------------------------------------------- files
 
 
 def write_report(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], plots: bool = True) -> str:
@@ -302,35 +284,3 @@ def write_report(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike
         plot_cost_breakdown(entries, out / BARS_NAME)
     write_atomic(out / REPORT_NAME, markdown)
     return markdown
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `ftbench report RUN.json [...]`."""
-    parser.add_argument("runs", metavar="RUN", nargs="+", type=Path, help="pytest-benchmark JSON of a run")
-    parser.add_argument("--out", type=Path, default=Path("ftbench-report"), metavar="DIR",
-                        help="folder for report.md and the PNG figures (default: %(default)s)")
-    parser.add_argument("--no-plots", action="store_true", help="write the Markdown only (no matplotlib needed)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run `ftbench report`; returns 0 when written, 2 on unusable input or a missing matplotlib."""
-    try:
-        markdown = write_report(args.runs, args.out, plots=not args.no_plots)
-    except (FtbenchError, OSError) as error:
-        print(f"ftbench report: {error}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    sys.stdout.write(markdown)
-    print(f"\nwrote {args.out / REPORT_NAME}" + ("" if args.no_plots else f", {SCATTER_NAME}, {BARS_NAME}"),
-          file=sys.stderr)
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m benchmarks.report RUN.json`: the same as `ftbench report`."""
-    parser = argparse.ArgumentParser(prog="ftbench report", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -122,21 +122,21 @@ class ErrorRateExceeded(AssertionError):
     """Items failed (outage, timeout, malformed answers, scorer errors): the accuracy is not the model's."""
 
 
-def check_error_rate(record: dict[str, Any], max_error_rate: float) -> None:
+def check_error_rate(record: rec.Record, max_error_rate: float) -> None:
     """Raise ErrorRateExceeded, message prefixed 'ERRORS:', when more items failed than --max-error-rate allows."""
-    errors = record["errors"]
-    if errors["count"] and errors["rate"] > max_error_rate:
-        where = (record.get("requests") or {}).get("endpoint") or record["model"]
+    errors = record.errors
+    if errors.count and errors.rate > max_error_rate:
+        where = (record.requests or {}).get("endpoint") or record.model
         raise ErrorRateExceeded(
-            f"ERRORS: {errors['count']} of {record['data']['n']} items of {record['task']} x {record['model']} failed "
-            f"({errors['rate']:.1%} > --max-error-rate {max_error_rate:g}) at {where}; by reason: "
-            f"{errors['by_reason']}; first: {rec.first_errors(errors)}. The accuracy covers only the answered items; fix the cause "
-            f"and rerun (answers already received are cached and not asked again).")
+            f"ERRORS: {errors.count} of {record.data.n} items of {record.task} x {record.model} failed "
+            f"({errors.rate:.1%} > --max-error-rate {max_error_rate:g}) at {where}; by reason: "
+            f"{dict(errors.by_reason)}; first: {errors.first_errors()}. The accuracy covers only the answered items; "
+            f"fix the cause and rerun (answers already received are cached and not asked again).")
 
 
 def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examples: Sequence[Example],
                  completions: Sequence[Completion], scores: Sequence[Score], wall_s: float,
-                 settings: Settings, backend: Backend | None = None) -> dict[str, Any]:
+                 settings: Settings, backend: Backend | None = None) -> rec.Record:
     """The result record (benchmarks.record) for one task x model run. Costs come from the entry's backend: what
     producing these predictions cost at the current price table (a rerun answered from the prediction cache records
     the first run's cost, never ~$0), and what its fine-tuning cost (0 for base models)."""
@@ -185,4 +185,4 @@ def build_record(task: Task, entry: CatalogEntry, prepared: PreparedModel, examp
     })
     if nonfinite:  # a bug upstream, not a measurement: the record stays strict JSON and says what it dropped
         record["nonfinite_fields"] = nonfinite
-    return record
+    return rec.Record.from_json(record, check=False)

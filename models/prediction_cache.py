@@ -20,13 +20,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.base import Completion, GenerationConfig, Model, Prompt, Usage
+from models.files import write_atomic
 
 FORMAT = 1  # bump when an entry's layout or the key's ingredients change
 
@@ -117,7 +117,9 @@ class PredictionCache:
             "machine_s": completion.machine_s,
         }
         # ASCII-escaped JSON stores any code point losslessly, lone surrogates from a model's answer included
-        _write_atomic(self.path(model, key), json.dumps(entry))
+        path = self.path(model, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(entry))
 
 
 def _completion_from_entry(entry: dict[str, Any], key: str) -> Completion:
@@ -134,18 +136,6 @@ def _completion_from_entry(entry: dict[str, Any], key: str) -> Completion:
         finish_reason=entry["finish_reason"],
         cached=True,
     )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class CachedModel:

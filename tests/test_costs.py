@@ -52,7 +52,8 @@ def _record(model, settings, training=None):
     examples = eval_examples(TASK, settings)
     completions, wall_s = timed_generate(model, examples, TASK, settings)
     scores = TASK.score(examples, [c.text for c in completions], settings.data)
-    record = build_record(TASK, ENTRY, PreparedModel(model, training), examples, completions, scores, wall_s, settings)
+    prepared = PreparedModel(model, training)
+    record = build_record(TASK, ENTRY, prepared, examples, completions, scores, wall_s, settings).to_json()
     assert validate_record(record) == []
     return record
 

@@ -14,10 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks import diff
-from benchmarks.diff import DiffInputError, GateRules, diff_files, diff_records, format_row, load_records, mcnemar_exact
+from benchmarks import gate, runs
+from benchmarks.cli import main as ftbench
+from benchmarks.gate import GateRules, diff_files, diff_records, format_row
 from benchmarks.record import SCHEMA
-from benchmarks.stats import wilson_interval
+from benchmarks.runs import DiffInputError, load_records
+from benchmarks.stats import mcnemar_exact, wilson_interval
 from models.errors import ConfigError
 
 
@@ -91,7 +93,7 @@ def write_run(path: Path, *records: dict) -> Path:
 
 
 def cli(*argv) -> int:
-    return diff.main([str(a) for a in argv])
+    return ftbench(["diff", *(str(a) for a in argv)])
 
 
 # -------------------------------------------------------------------------------------------- paired test
@@ -168,7 +170,7 @@ def test_graded_outcomes_use_the_sign_test():
 
 
 def test_the_module_doctests_pass():
-    assert doctest.testmod(diff).failed == 0
+    assert doctest.testmod(gate).failed == 0
 
 
 # ----------------------------------------------------------------------------------------------- gating
@@ -346,7 +348,7 @@ def test_format_row_is_one_line_naming_the_pair_and_the_regression():
 
 def test_help_shows_defaults_and_exit_codes(capsys):
     with pytest.raises(SystemExit):
-        diff.main(["--help"])
+        ftbench(["diff", "--help"])
     shown = capsys.readouterr().out
     for words in ("(default: 0.05)", "(default: 2.0)", "(default: 25.0)", "(default: 10.0)",
                   "0  no regression", "1  at least one regression", "2  unusable input"):
@@ -520,7 +522,7 @@ def test_a_file_broken_everywhere_lists_the_first_problems_and_counts_the_rest(t
         outcomes["execution"] = outcomes["exact"] = float("nan")
     message = refused(tmp_path, capsys, record)
     assert "new.json: 80 malformed value(s)" in message and "... and 30 more" in message
-    assert message.count("is not a finite number") == diff.LISTED_PROBLEMS
+    assert message.count("is not a finite number") == runs.LISTED_PROBLEMS
 
 
 def test_the_old_run_is_checked_too(tmp_path, capsys):
@@ -568,7 +570,7 @@ def test_nulls_the_runner_writes_for_unmeasured_values_are_fine(tmp_path):
     record["cost_usd"]["per_1k_requests"] = None
     record["metrics"]["execution"] = {"value": None, "n": 0, "ci95": None, "errors": 5}
     old = write_run(tmp_path / "old.json", make_record(outcomes=[True] * 5))
-    assert diff_files(old, write_run(tmp_path / "new.json", record)).exit_code == diff.EXIT_ERRORS
+    assert diff_files(old, write_run(tmp_path / "new.json", record)).exit_code == gate.EXIT_ERRORS
 
 
 @pytest.mark.parametrize(("side", "field", "words"), [
@@ -586,7 +588,7 @@ def test_a_pair_with_n_0_is_errors_never_a_pass(tmp_path, capsys, side, field, w
         empty["data"]["n"] = empty["metrics"]["exact"]["n"] = empty["metrics"]["exact"]["correct"] = 0
     runs = {"old": make_record(), "new": make_record()} | {side: empty}
     old, new = write_run(tmp_path / "old.json", runs["old"]), write_run(tmp_path / "new.json", runs["new"])
-    assert cli(old, new) == diff.EXIT_ERRORS == 3
+    assert cli(old, new) == gate.EXIT_ERRORS == 3
     shown = capsys.readouterr().out
     assert "ERRORS in 1 of 1 pairs (not judged)" in shown and f"{PAIR}: {words}" in shown
     assert diff_files(old, new).pairs[0].regressions == []

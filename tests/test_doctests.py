@@ -8,12 +8,12 @@ import importlib
 import pytest
 
 MODULES = [
-    "benchmarks.stats", "benchmarks.record", "benchmarks.data", "benchmarks.metrics.mr", "benchmarks.tasks.jsonl",
+    "benchmarks.stats", "benchmarks.record", "benchmarks.metrics.mr", "benchmarks.tasks.jsonl",
     "benchmarks.metrics.sql.text", "benchmarks.metrics.sql.compare", "benchmarks.metrics.sql.structure",
     "benchmarks.metrics.sql.synth", "benchmarks.metrics.sql.score", "benchmarks.metrics.sql.verdict",
-    "benchmarks.diff", "benchmarks.tasks.base", "models.pricing", "models.base", "models.tokens",
+    "benchmarks.gate", "benchmarks.units", "benchmarks.tasks.base", "models.pricing", "models.base", "models.tokens",
     "models.prediction_cache", "models.finetune.openai_ft", "models.openai_api", "models.precision",
-    "models.finetune.lora",
+    "models.finetune.lora", "models.files", "benchmarks.record_build", "benchmarks.record_schema",
 ]
 
 

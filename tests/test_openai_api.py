@@ -222,7 +222,7 @@ def test_a_record_bills_base_and_finetuned_models_at_their_own_prices(monkeypatc
     examples = eval_examples(task, settings)
     completions, wall_s = timed_generate(prepared.model, examples, task, settings)
     scores = task.score(examples, [c.text for c in completions], settings.data)
-    record = build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
+    record = build_record(task, entry, prepared, examples, completions, scores, wall_s, settings).to_json()
     # The server bills 11 prompt + 3 completion tokens per request; 2 requests.
     assert record["cost_usd"]["eval"] == pytest.approx((22 * prices[0] + 6 * prices[1]) / 1e6)
     kind = "base" if prices == BASE else "fine-tuned"

@@ -478,7 +478,7 @@ def _benchmark(fake, settings):
     examples = eval_examples(task, settings)
     completions, wall_s = timed_generate(prepared.model, examples, task, settings)
     scores = task.score(examples, [c.text for c in completions], settings.data)
-    return build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
+    return build_record(task, entry, prepared, examples, completions, scores, wall_s, settings).to_json()
 
 
 def test_runner_records_the_job_and_token_costs_and_a_rerun_calls_nothing(fake, tmp_path):

@@ -36,7 +36,8 @@ def test_live_chat_completions_are_token_priced_and_cached(monkeypatch, tmp_path
         examples = eval_examples(task, settings)
         completions, wall_s = timed_generate(prepared.model, examples, task, settings)
         scores = task.score(examples, [c.text for c in completions], settings.data)
-        return completions, build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
+        record = build_record(task, entry, prepared, examples, completions, scores, wall_s, settings)
+        return completions, record.to_json()
 
     completions, record = run()
     assert all(c.error is None and c.usage.prompt_tokens > 0 and c.usage.completion_tokens > 0 for c in completions)

@@ -102,7 +102,8 @@ def test_budget_messages_show_why_they_refused(usd, cap, message):
 def test_one_max_cost_default_everywhere(pytestconfig):
     import argparse
 
-    from benchmarks import finetune_cli, runner
+    from benchmarks import runner
+    from benchmarks.cli import finetune as finetune_cli
 
     root_conftest = next(p for p in pytestconfig.pluginmanager.get_plugins()
                          if getattr(p, "__file__", "") == str(DEFAULT_PRICE_FILE.parents[1] / "conftest.py"))

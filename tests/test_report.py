@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks import report
+from benchmarks.cli import main as ftbench
 from benchmarks.record import LARGEST_COST_OR_TIME
 from benchmarks.record import SCHEMA
 from benchmarks.stats import wilson_interval
@@ -71,7 +72,7 @@ def assert_png(path: Path) -> None:
 
 def test_report_writes_markdown_and_two_pngs(tmp_path, run_file, capsys):
     out = tmp_path / "report"
-    assert report.main([str(run_file), "--out", str(out)]) == 0
+    assert ftbench(["report", str(run_file), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["accuracy_vs_cost.png", "cost_breakdown.png", "report.md"]
     assert_png(out / "accuracy_vs_cost.png")
     assert_png(out / "cost_breakdown.png")
@@ -100,7 +101,7 @@ def test_several_runs_are_labelled_by_file(tmp_path):
 def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert report.main([str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert ftbench(["report", str(bad), "--out", str(tmp_path / "out")]) == 2
     assert f"{bad}: not JSON" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -108,14 +109,14 @@ def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
 def test_an_input_is_never_written_over(run_file, capsys):
     before = run_file.read_bytes()
     renamed = run_file.rename(run_file.with_name("report.md"))
-    assert report.main([str(renamed), "--out", str(renamed.parent)]) == 2
+    assert ftbench(["report", str(renamed), "--out", str(renamed.parent)]) == 2
     assert "refusing to write" in capsys.readouterr().err and renamed.read_bytes() == before
 
 
 def test_missing_matplotlib_names_the_extra(run_file, tmp_path, monkeypatch, capsys):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # makes `import` fail as if not installed
-    assert report.main([str(run_file), "--out", str(tmp_path / "out")]) == 2
+    assert ftbench(["report", str(run_file), "--out", str(tmp_path / "out")]) == 2
     assert "pip install 'ftbench[plots]'" in capsys.readouterr().err
     assert not (tmp_path / "out" / "report.md").exists()
 
@@ -151,7 +152,7 @@ def refused(tmp_path, capsys, *records: dict, plots: bool = False) -> str:
     """Report a run holding `records`: assert exit 2, nothing written and no traceback; return the message."""
     run = write_run(tmp_path / "new.json", *records)
     out = tmp_path / "out"
-    assert report.main([str(run), "--out", str(out), *([] if plots else ["--no-plots"])]) == 2
+    assert ftbench(["report", str(run), "--out", str(out), *([] if plots else ["--no-plots"])]) == 2
     assert not out.exists()
     captured = capsys.readouterr()
     assert captured.out == "" and "Traceback" not in captured.err
@@ -185,7 +186,7 @@ def test_a_field_of_the_wrong_type_is_refused_naming_it(tmp_path, capsys, field,
 def test_json_nested_too_deeply_exits_2_naming_the_file(tmp_path, capsys):
     deep = tmp_path / "deep.json"
     deep.write_text('{"benchmarks": ' + "[" * 50_000 + "]" * 50_000 + "}")
-    assert report.main([str(deep), "--out", str(tmp_path / "out")]) == 2
+    assert ftbench(["report", str(deep), "--out", str(tmp_path / "out")]) == 2
     assert f"{deep}: JSON nested too deeply to read" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -193,7 +194,7 @@ def test_json_nested_too_deeply_exits_2_naming_the_file(tmp_path, capsys):
 def test_a_bad_file_among_several_writes_nothing(tmp_path, capsys):
     good = write_run(tmp_path / "good.json", make_record("spider", "smollm2-135m-lora", 22))
     bad = write_run(tmp_path / "bad.json", make_record("viggo", "base", 5) | {"accuracy": float("inf")})
-    assert report.main([str(good), str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert ftbench(["report", str(good), str(bad), "--out", str(tmp_path / "out")]) == 2
     assert f"{bad}: viggo / base: accuracy = Infinity is not a finite number" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -229,7 +230,7 @@ def test_any_valid_numbers_render_without_nan_or_inf(train, per_1k, p50, correct
 def test_figures_of_the_largest_costs_allowed_are_drawn(tmp_path):
     huge = make_record("spider", "smollm2-135m-lora", 22)
     huge["cost_usd"] |= {"train": LARGEST_COST_OR_TIME, "per_1k_requests": LARGEST_COST_OR_TIME}
-    assert report.main([str(write_run(tmp_path / "run.json", huge)), "--out", str(tmp_path / "out")]) == 0
+    assert ftbench(["report", str(write_run(tmp_path / "run.json", huge)), "--out", str(tmp_path / "out")]) == 0
     assert_png(tmp_path / "out" / "accuracy_vs_cost.png")
     assert_png(tmp_path / "out" / "cost_breakdown.png")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import score_sql
+from benchmarks.cli import main as ftbench
+from benchmarks.cli import score_sql
 
 SEED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SEED_GOLD = SEED_DATA / "sql_create_context_spider_intersect" / "spider_create_context_gold-568.sql"
@@ -166,6 +167,6 @@ def test_a_bom_is_not_part_of_the_first_gold_line(tmp_path, spider_dir, capsys) 
     gold, pred = tmp_path / "gold.sql", tmp_path / "pred.txt"
     gold.write_bytes("\ufeffSELECT count(*) FROM singer\tconcert_singer\r\n".encode())
     pred.write_bytes("\ufeffSELECT count(*) FROM singer\r\n".encode())
-    assert score_sql.main(["--gold", str(gold), "--pred", str(pred), "--db", str(spider_dir), "--no-progress"]) == 0
+    assert ftbench(["score-sql", "--gold", str(gold), "--pred", str(pred), "--db", str(spider_dir), "--no-progress"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"summary"' not in line]
     assert row["exact"]["correct"] is True

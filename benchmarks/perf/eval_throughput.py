@@ -15,9 +15,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
+
+from models.files import write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"seconds": seconds, "examples_per_s": len(prompts) / seconds, "answers": answers}
     print(_markdown(results, args, len(prompts), hf))
     if args.json:
-        Path(args.json).write_text(json.dumps({k: {m: v for m, v in r.items() if m != "answers"} for k, r in results.items()}, indent=2))
+        write_atomic(args.json, json.dumps({k: {m: v for m, v in r.items() if m != "answers"} for k, r in results.items()}, indent=2))
     return 0
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from models.files import write_atomic
+
 SINGER = "SELECT count(*) FROM singer\tconcert_singer"
 CITY = "SELECT count(*) FROM city\tworld_1"
 NESTED_IN = "(SELECT singer_id FROM singer WHERE singer_id IN "
@@ -48,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args[0])
     out.mkdir(parents=True, exist_ok=True)
     pairs = rows()
-    (out / "hostile_gold.sql").write_text("".join(g + "\n" for g, _ in pairs), encoding="utf-8")
-    (out / "hostile_pred.txt").write_text("".join(p + "\n" for _, p in pairs), encoding="utf-8")
+    write_atomic(out / "hostile_gold.sql", "".join(g + "\n" for g, _ in pairs))
+    write_atomic(out / "hostile_pred.txt", "".join(p + "\n" for _, p in pairs))
     print(f"wrote {len(pairs)} rows to {out}/hostile_gold.sql and {out}/hostile_pred.txt")
     return 0
 

@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.finetune_cli import add_memory_arguments
+from benchmarks.cli.finetune import add_memory_arguments
+from models.files import write_atomic
 
 CONTENDERS = ("seed-style", "ftbench")
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: _in_subprocess(name, args) for name in CONTENDERS}
     print(_markdown(results, args))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_atomic(args.json, json.dumps(results, indent=2))
     return 0
 
 

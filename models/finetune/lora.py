@@ -497,7 +497,11 @@ def _peft(model):
 
 
 def _checkpoint(partial: Path, model, optimizer, schedule, state: _TrainState, best_weights) -> None:
-    """Write `ckpt-<step>` atomically (temp folder, then rename), then drop older checkpoints."""
+    """Write `ckpt-<step>` atomically (temp folder, then rename), then drop older checkpoints.
+
+    A folder of several files, so not models/files.py (which replaces one file): renaming the whole staged folder
+    is what makes the checkpoint appear complete or not at all.
+    """
     from safetensors.torch import save_file
 
     partial.mkdir(parents=True, exist_ok=True)
@@ -561,6 +565,8 @@ def _training_info(state: _TrainState, recipe: LoraRecipe, total_steps: int, n_e
 
 
 def _save(peft_model, recipe: LoraRecipe, info: dict[str, Any], target: Path) -> None:
+    # A staged folder renamed into place, not models/files.py: os.replace cannot swap a folder over an existing one,
+    # and rename failing on an existing target is how a process that lost the race to another one finds out.
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:

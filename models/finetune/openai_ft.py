@@ -26,7 +26,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +34,7 @@ from typing import Any
 
 from models import money
 from models.errors import BackendError, BudgetError, ConfigError, DataError
+from models.files import write_atomic
 from models.pricing import PriceTable, token_cost
 
 STATE_VERSION = 1  # bump when the state file or the job key changes meaning
@@ -267,14 +267,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=2)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(state, indent=2))
 
 
 # --- plan (offline) and run -----------------------------------------------------------------------------------------

@@ -38,24 +38,26 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from benchmarks.data import resolve_data
-    from benchmarks.runner import Settings, openai_job_spec, openai_training_rows
+    from benchmarks.runner import Settings, training_data
     from benchmarks.tasks import chat_rows, get_task
     from models import catalog
+    from models.backends.openai import job_spec
     from models.finetune.openai_ft import estimate_training
     from models.pricing import load_prices
     from models.tokens import chat_tokens
 
     entry = catalog.get(args.model)
-    if entry.backend != "openai" or not (entry.finetuned or args.openai_model):
-        tuned = [name for name, e in catalog.CATALOG.items() if e.backend == "openai" and e.finetuned]
+    if not isinstance(entry, catalog.OpenAIEntry) or not (entry.finetuned or args.openai_model):
+        tuned = [name for name, e in catalog.CATALOG.items() if isinstance(e, catalog.OpenAIEntry) and e.finetuned]
         raise ConfigError(f"{args.model!r} is not an OpenAI fine-tuned entry; choose one of {tuned}, or "
                           f"openai-compatible --openai-model ID for a model's evaluation cost.")
     task = get_task(args.task, jsonl_folder=Path(args.jsonl) if args.jsonl else None)
     settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices(args.prices))
     if not entry.finetuned:
         return _estimate_model(task, settings, args.openai_model)
-    train_rows, validation_rows, split = openai_training_rows(task, settings)
-    spec = openai_job_spec(entry, task, len(train_rows), settings, epochs=args.epochs)
+    data = training_data(task, settings.data)
+    train_rows, validation_rows = data.chat_rows("train"), data.chat_rows("validation")
+    spec = job_spec(entry, task.name, len(train_rows), settings, epochs=args.epochs)
     training = estimate_training(train_rows, validation_rows, spec, settings.prices)
     whole_split = chat_rows(task, task.examples(settings.data, task.train_split))
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
           f"prices of {settings.prices.date} ({settings.prices.source})")
     print(f"base model         {spec.base_model} (encoding {spec.encoding})")
     print(f"training file      {training.examples:,} examples of the {task.train_split} split; validation: "
-          f"{training.validation_examples:,} examples, {split['validation']}")
+          f"{training.validation_examples:,} examples, {data.validation_how}")
     print(f"tokens per epoch   {training.tokens_per_epoch:,} (largest example {training.max_example_tokens:,} of "
           f"{spec.max_tokens_per_example:,} allowed)")
     print(f"epochs             {spec.epochs} ({_epochs_source(args.epochs, entry, task)})")
@@ -84,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _estimate_model(task, settings, model_id: str) -> int:
     """Evaluation only, for one OpenAI model id, at the prices of its kind ('ft:' ids: fine-tuned)."""
-    from benchmarks.runner import _is_finetuned_id
+    from models.backends.openai import is_finetuned_id
     from models.tokens import encoding_for
 
-    finetuned = _is_finetuned_id(model_id)
+    finetuned = is_finetuned_id(model_id)
     family = settings.prices.family_of(model_id, finetuned=finetuned)
     if family is None:
         kind = "finetuned" if finetuned else "base"
@@ -114,7 +116,7 @@ def _print_eval_estimate(task, settings, encoding: str, family: str, *, finetune
     examples = task.examples(settings.data, task.eval_split)
     if not examples:
         return
-    messages = [task.prompt(e).chat() or [{"role": "user", "content": task.prompt(e).text}] for e in examples]
+    messages = [task.prompt(e).api_messages() for e in examples]
     answers = [text_tokens(e.target, encoding) for e in examples]
     estimate = estimate_requests(messages, answers, encoding, settings.prices.token_prices(family, finetuned=finetuned))
     n = estimate.requests

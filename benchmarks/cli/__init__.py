@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 
 from models.errors import FtbenchError
 
-# Subcommands in their own modules, each with add_arguments(parser) and run(args) -> int; the modules import their
-# heavy dependencies (torch, openai, matplotlib) inside run(), so building the parser stays fast.
+# One module per subcommand in this folder, each with add_arguments(parser) and run(args) -> int over library
+# functions; the modules import their heavy dependencies (torch, openai, matplotlib) inside run(), so building the
+# parser stays fast.
 SUBCOMMANDS = {
-    "finetune": ("benchmarks.finetune_cli", "train (or reuse) a fine-tuned entry's LoRA adapter or OpenAI job for a task"),
-    "score-sql": ("benchmarks.score_sql", "score SQL predictions (official Spider file formats)"),
-    "diff": ("benchmarks.diff", "compare two pytest-benchmark JSON runs and gate on regressions"),
-    "report": ("benchmarks.report", "Markdown table and PNG plots of benchmark runs"),
-    "estimate": ("benchmarks.estimate", "cost of fine-tuning and evaluating an OpenAI model on a task (no API call)"),
+    "finetune": ("benchmarks.cli.finetune", "train (or reuse) a fine-tuned entry's LoRA adapter or OpenAI job for a task"),
+    "score-sql": ("benchmarks.cli.score_sql", "score SQL predictions (official Spider file formats)"),
+    "diff": ("benchmarks.cli.diff", "compare two pytest-benchmark JSON runs and gate on regressions"),
+    "report": ("benchmarks.cli.report", "Markdown table and PNG plots of benchmark runs"),
+    "estimate": ("benchmarks.cli.estimate", "cost of fine-tuning and evaluating an OpenAI model on a task (no API call)"),
 }
 
 
@@ -72,7 +72,3 @@ def _list_models(args: argparse.Namespace) -> int:
     for description in PATTERNS.values():
         print(description)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

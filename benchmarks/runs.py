@@ -1,0 +1,177 @@
+"""Reading a benchmark run: the ftbench records of one pytest-benchmark JSON file, checked, keyed by (task, model).
+
+A run file is what `pytest benchmarks` writes with `--benchmark-json`, `--benchmark-save` or `--benchmark-autosave`;
+the ftbench records in it are the `extra_info` that carries `"schema"` (see `benchmarks/record.py`).
+
+Every record is checked before anything uses it (`benchmarks.record.validate_record`): each field the diff and the
+report read must have its documented type, and every number must be finite (Python's json reads NaN and Infinity,
+which would compare as "no change") and in range. A file with a bad record is refused as a whole, listing every
+problem; so is a file that is unreadable, not JSON, nested too deeply, not pytest-benchmark JSON, holds no ftbench
+record or one of an unknown schema version, or records one (task, model) twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.record import READABLE_SCHEMAS, SCHEMA, validate_record
+from models.errors import ConfigError
+
+Pair = tuple[str, str]
+"""(task, model): how records of two runs are matched."""
+LISTED_PROBLEMS = 50
+"""Malformed values listed in full per file; a file broken everywhere (every item NaN) gets a count beyond that."""
+
+
+class DiffInputError(ConfigError):
+    """A file or record that `ftbench diff` cannot use; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pytest-benchmark file: where it came from and its ftbench records by (task, model)."""
+
+    path: str
+    datetime: str | None
+    commit: str | None
+    records: dict[Pair, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "datetime": self.datetime, "commit": self.commit}
+
+
+def load_records(path: str | os.PathLike[str]) -> dict[Pair, dict[str, Any]]:
+    """The ftbench records of a pytest-benchmark JSON file, keyed by (task, model); raises DiffInputError."""
+    return read_run(path).records
+
+
+def read_run(path: str | os.PathLike[str]) -> Run:
+    """Read a pytest-benchmark JSON file and check its ftbench records; raises DiffInputError."""
+    document = _read_json(Path(path))
+    benchmarks = _benchmark_list(document, path)
+    commit = document.get("commit_info") or {}
+    commit = commit.get("id") if isinstance(commit, dict) else None
+    return Run(
+        path=str(path),
+        datetime=_text_or_none(document.get("datetime")),  # both are only shown: a wrong type is dropped, not fatal
+        commit=_text_or_none(commit),
+        records=_records_by_pair(benchmarks, path),
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DiffInputError(
+            f"{path}: cannot read it ({error}); pass a file written by pytest --benchmark-json"
+        ) from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DiffInputError(
+            f"{path}: not JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
+            f"pass a file written by pytest --benchmark-json"
+        ) from error
+    except RecursionError as error:  # json's parser recurses once per nesting level
+        raise DiffInputError(
+            f"{path}: JSON nested too deeply to read (about 1000 levels or more; a pytest-benchmark file is under "
+            f"10 deep); pass a file written by pytest --benchmark-json"
+        ) from error
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise DiffInputError(f"{path}: not readable JSON ({error}); pass a file written by pytest --benchmark-json") \
+            from error
+
+
+def _benchmark_list(document: Any, path: object) -> list[dict[str, Any]]:
+    if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
+        raise DiffInputError(
+            f"{path}: not pytest-benchmark JSON (no top-level 'benchmarks' list); "
+            f"pass a file written by pytest --benchmark-json, --benchmark-save or --benchmark-autosave"
+        )
+    return [b for b in document["benchmarks"] if isinstance(b, dict)]
+
+
+def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pair, dict[str, Any]]:
+    records: dict[Pair, dict[str, Any]] = {}
+    names: dict[Pair, str] = {}
+    problems: list[str] = []
+    for benchmark in benchmarks:
+        record = benchmark.get("extra_info") or {}
+        if not isinstance(record, dict) or "schema" not in record:
+            continue  # a plain timing benchmark, not an ftbench record
+        name = _text_or_none(benchmark.get("fullname")) or _text_or_none(benchmark.get("name")) or "?"
+        _check_schema(record, f"{path}: benchmark {name}")
+        pair = record.get("task"), record.get("model")
+        found = validate_record(record)
+        if found:  # keep going: the message lists every bad record of the file, not the first
+            named = all(isinstance(part, str) and part for part in pair)
+            where = f"{pair[0]} / {pair[1]}" if named else f"benchmark {name}"  # no pair to name: the test's name
+            problems += [f"{path}: {where}: {problem}" for problem in found]
+            continue
+        if pair in records:
+            raise DiffInputError(
+                f"{path}: task {pair[0]!r} x model {pair[1]!r} is recorded twice ({names[pair]} and {name}); "
+                f"diff one run per file"
+            )
+        records[pair], names[pair] = record, name
+    if problems:
+        raise DiffInputError(_malformed(path, problems))
+    if not records:
+        raise DiffInputError(
+            f"{path}: none of its {len(benchmarks)} benchmarks carries an ftbench record (extra_info with 'schema'); "
+            f"pass the JSON of a `pytest benchmarks` run"
+        )
+    return records
+
+
+def _check_schema(record: dict[str, Any], where: str) -> None:
+    """An unknown schema version is refused on its own: its other fields cannot be judged by this version."""
+    schema = record["schema"]
+    if schema not in READABLE_SCHEMAS:
+        shown = repr(schema)[:40] if isinstance(schema, (str, int, float)) else f"of type {type(schema).__name__}"
+        raise DiffInputError(
+            f"{where}: record schema {shown}, but this ftbench reads schemas "
+            f"{', '.join(map(str, READABLE_SCHEMAS))} (it writes {SCHEMA}); "
+            f"re-run the benchmarks with this version, or diff with the ftbench version that wrote the file"
+        )
+
+
+def _malformed(path: object, problems: list[str]) -> str:
+    listed = problems[:LISTED_PROBLEMS]
+    more = len(problems) - len(listed)
+    return "\n  ".join([
+        f"{path}: {len(problems)} malformed value(s) in its ftbench records, so none of it is used: a record "
+        f"holds finite numbers and the types documented in benchmarks/record.py. Rerun the benchmark that wrote it "
+        f"(or fix the tool that edited it):",
+        *listed,
+        *([f"... and {more} more"] if more else []),
+    ])
+
+
+def refuse_overwriting_inputs(
+    outputs: Sequence[str | os.PathLike[str]], inputs: Sequence[str | os.PathLike[str]]
+) -> None:
+    """Raise DiffInputError when an output path is one of the input files (same path, link or hard link)."""
+    for output in outputs:
+        for source in inputs:
+            if _same_file(Path(output), Path(source)):
+                raise DiffInputError(f"refusing to write {output}: it is the input file {source}; choose another path")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
