@@ -12,7 +12,7 @@ MODULES = [
     "benchmarks.metrics.sql.text", "benchmarks.metrics.sql.compare", "benchmarks.metrics.sql.structure",
     "benchmarks.metrics.sql.synth", "benchmarks.metrics.sql.score", "benchmarks.metrics.sql.verdict",
     "benchmarks.gate", "benchmarks.units", "benchmarks.tasks.base", "models.pricing", "models.base", "models.tokens",
-    "models.prediction_cache", "models.finetune.openai_ft", "models.openai_api", "models.precision",
+    "models.prediction_cache", "models.finetune.openai_plan", "models.openai_api", "models.precision",
     "models.finetune.lora", "models.files", "benchmarks.record_build", "benchmarks.record_schema",
 ]
 

@@ -24,7 +24,7 @@ chat = st.lists(message, min_size=1, max_size=5)
 
 
 @pytest.mark.parametrize("module", ["models.tokens", "models.prediction_cache", "models.openai_api",
-                                    "models.finetune.openai_ft"])
+                                    "models.finetune.openai_plan"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -77,7 +77,7 @@ def test_seed_viggo_bill_reproduced():
     """The rows ftbench builds are the seed's training file; the count matches its real job to 2 tokens/example."""
     from benchmarks.data import resolve_data
     from benchmarks.tasks import chat_rows, get_task
-    from models.finetune.openai_ft import jsonl_bytes
+    from models.finetune.openai_plan import jsonl_bytes
 
     task = get_task("viggo")
     rows = chat_rows(task, task.examples(resolve_data(str(SEED_DATA)), "train"))

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.errors import BudgetError, ConfigError, UnknownNameError
-from models.finetune.openai_ft import Budget
+from models.finetune.openai_plan import Budget
 from models.money import DEFAULT_MAX_COST_USD
 from models.pricing import DEFAULT_PRICE_FILE, Hardware, hardware_cost, load_prices, token_cost
 

@@ -52,7 +52,7 @@ class OpenAIBackend:
         """The chat model of the entry, its fine-tuning job run or reused first. Before any paid call, the new spend
         of this benchmark (the job, unless one exists, plus the requests the prediction cache cannot answer) is
         checked against --run-paid and --max-cost."""
-        from models.finetune.openai_ft import Budget
+        from models.finetune.openai_plan import Budget
 
         base_url = entry.resolve_base_url(settings.openai.base_url)
         budget = Budget(settings.allow_paid, settings.max_cost_usd)
@@ -154,7 +154,7 @@ def training_info(data: TrainingData, rows: list[dict], validation: list[dict]) 
 
 def job_spec(entry, task: str, n_train: int, settings: BackendSettings, epochs: int | None = None):
     """The job for this entry and task: base snapshot, and epochs from the override, the catalog, or OpenAI's rule."""
-    from models.finetune.openai_ft import JobSpec, default_epochs
+    from models.finetune.openai_plan import JobSpec, default_epochs
 
     tune = entry.finetune
     chosen = epochs or settings.openai.epochs or tune.epochs_by_task.get(task) or default_epochs(n_train)
