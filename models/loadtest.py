@@ -9,8 +9,9 @@ one small module.
 Each level keeps exactly `level` requests in flight (a worker sends its next request when its last one ends) over
 max(requests_per_level x level, len(prompts)) requests, prompt i % len(prompts) for request i. Requests stream, so
 time to first token is measured; they are never retried (a retry would hide an error and distort latency), and each
-is bounded by `timeout_s`, so a sweep never hangs. The sweep rises until throughput gains less than `min_gain`, p95
-latency passes the SLO, errors appear, or the server stops answering; levels measured before that are always kept.
+is bounded by `timeout_s`, so a sweep never hangs. The sweep rises until throughput gains less than `min_gain` for
+FLAT_LEVELS levels in a row, p95 latency passes the SLO, errors appear, or the server stops answering; levels
+measured before that are always kept.
 Percentiles interpolate linearly between order statistics, as benchmarks/record.py does.
 
 Prove equal answers with `stream=False`: `transformers serve` decodes a stream token by token and holds back an
@@ -33,6 +34,8 @@ from models.errors import ConfigError
 from models.openai_api import client_options, describe_error, redact, require_openai, run_sync
 
 DEFAULT_LEVELS = (1, 2, 4, 8, 16, 32, 64)
+FLAT_LEVELS = 2
+"""Levels in a row without a throughput gain before the sweep stops: one flat level can be noise."""
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -293,11 +296,12 @@ def _stop_reason(levels: Sequence[LevelResult], slo_s: float, min_gain: float | 
         return f"{last.errors} of {last.requests} requests failed at concurrency {last.concurrency}"
     if last.latency_p95_s is not None and last.latency_p95_s > slo_s:
         return f"p95 latency {last.latency_p95_s:.3g} s passed the SLO {slo_s:g} s at concurrency {last.concurrency}"
-    if min_gain is not None and len(levels) > 1:
-        best = max(levels[:-1], key=lambda lv: lv.requests_per_s)
-        if last.requests_per_s < best.requests_per_s * (1 + min_gain):
+    if min_gain is not None and len(levels) > FLAT_LEVELS:
+        best = max(levels[:-FLAT_LEVELS], key=lambda lv: lv.requests_per_s)
+        if all(lv.requests_per_s < best.requests_per_s * (1 + min_gain) for lv in levels[-FLAT_LEVELS:]):
             return (f"throughput stopped rising: {last.requests_per_s:.3g} req/s at concurrency {last.concurrency} "
-                    f"vs {best.requests_per_s:.3g} at {best.concurrency} (less than {min_gain:.0%} more)")
+                    f"vs {best.requests_per_s:.3g} at {best.concurrency} (less than {min_gain:.0%} more for "
+                    f"{FLAT_LEVELS} levels in a row)")
     return None
 
 

@@ -13,7 +13,7 @@ MODULES = [
     "benchmarks.metrics.sql.synth", "benchmarks.metrics.sql.score", "benchmarks.metrics.sql.verdict",
     "benchmarks.gate", "benchmarks.units", "benchmarks.tasks.base", "models.pricing", "models.base", "models.tokens",
     "models.prediction_cache", "models.finetune.openai_plan", "models.openai_api", "models.precision",
-    "models.finetune.lora", "models.files", "benchmarks.record_build", "benchmarks.record_schema",
+    "models.finetune.lora", "models.files", "models.loadtest", "benchmarks.record_build", "benchmarks.record_schema",
 ]
 
 

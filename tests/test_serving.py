@@ -275,3 +275,14 @@ def test_bad_settings_are_refused_before_any_request(bad):
     settings = {"prompts": ["x"], "latency_slo_s": 1.0, "max_tokens": 4} | bad
     with pytest.raises(ConfigError, match="bad load test settings"):
         sweep("http://127.0.0.1:9/v1", "m", **settings)
+
+
+@pytest.mark.parametrize("rates, stops", [((3.0, 3.05), False), ((3.0, 3.05, 3.1), True), ((3.0, 6.0, 6.1), False),
+                                          ((3.0, 6.0, 6.1, 6.2), True), ((3.0, 2.0, 2.5), True)])
+def test_the_sweep_stops_after_two_flat_levels_in_a_row(rates, stops):
+    from models.loadtest import LevelResult, _stop_reason
+
+    levels = [LevelResult(2 ** i, 8, 0, {}, 1.0, rate, rate * 10, 1.0, 1.0, 1.0, None, None, ())
+              for i, rate in enumerate(rates)]
+    reason = _stop_reason(levels, slo_s=60.0, min_gain=0.05)
+    assert (reason is not None) == stops and (not stops or "2 levels in a row" in reason)
