@@ -66,6 +66,8 @@ def test_base_and_finetuned_models_are_estimated_at_their_own_prices(capsys):
 def test_epochs_override_and_validation_split(capsys):
     out = _estimate(capsys, "--task", "viggo", "--model", "gpt-4o-mini-ft", "--epochs", "5")
     assert out["epochs"] == "5 (--epochs)" and "(encoding o200k_base)" in out["base model"]
+    # pytest's name for the option is accepted too
+    assert _estimate(capsys, "--task", "viggo", "--model", "gpt-4o-mini-ft", "--openai-epochs", "5") == out
     assert "the valid split" in out["training file"]
     spider = _estimate(capsys, "--task", "spider", "--model", "gpt-4.1-nano-ft")
     assert "held out by row hash" in spider["training file"] and "whole train split" in spider

@@ -24,8 +24,16 @@ def test_ftbench_commands(argv, code, capsys):
         assert capsys.readouterr().err.strip(), "a non-zero exit says why on stderr"
 
 
-@pytest.mark.parametrize("argv", [["diff", "only-one.json"], ["score-sql"], ["nosuch-command"]])
-def test_usage_errors_exit_2(argv):
+@pytest.mark.parametrize("argv", [
+    ["diff", "only-one.json"], ["score-sql"], ["nosuch-command"],
+    # option values are refused while parsing, by the parsers pytest uses (benchmarks/options.py)
+    ["finetune", "--task", "spider", "--model", "smollm2-135m-lora", "--max-cost", "nan"],
+    ["finetune", "--task", "spider", "--model", "smollm2-135m-lora", "--openai-timeout", "0"],
+    ["finetune", "--task", "spider", "--model", "smollm2-135m-lora", "--checkpoint-every", "-1"],
+    ["estimate", "--task", "spider", "--model", "gpt-4o-mini-ft", "--epochs", "0"],
+])
+def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
+    assert "error: " in capsys.readouterr().err

@@ -84,3 +84,25 @@ def test_data_parallel_under_torchrun_trains_one_adapter_for_two_processes(tmp_p
     assert info["processes"] == 2 and info["examples_seen"] == 3 * 4 * 2
     _, saved = adapter_weights(tmp_path)
     assert saved["processes"] == 2
+
+
+def test_options_reach_the_settings_and_the_recipe_file_is_applied_once(tmp_path, monkeypatch):
+    """--recipe then --set build the entry's recipe; the Settings must not carry the file too, or the backend would
+    apply it again over --set. The shared options arrive in the Settings as pytest would build them."""
+    import benchmarks.runner
+
+    seen = {}
+
+    def prepare(entry, task, settings):
+        seen.update(entry=entry, settings=settings)
+        return benchmarks.runner.PreparedModel(None, {})
+
+    monkeypatch.setattr(benchmarks.runner, "prepare_model", prepare)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"r": 4, "alpha": 8}))
+    assert main(["finetune", "--task", "spider", "--model", "tiny-random-lora", "--recipe", str(recipe), "--set", "r=2",
+                 "--max-cost", "$1.5", "--openai-timeout", "9", "--checkpoint-every", "0"]) == 0
+    settings = seen["settings"]
+    assert (seen["entry"].recipe.r, seen["entry"].recipe.alpha) == (2, 8)
+    assert settings.train.recipe_file is None and settings.train.checkpoint_every == 0
+    assert (settings.max_cost_usd, settings.openai.timeout_s, settings.allow_paid) == (1.5, 9.0, False)

@@ -10,40 +10,25 @@ x the output price. A fine-tuned model is billed at the price table's [openai.fi
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from benchmarks.options import ESTIMATE, add_to_argparse, offered_by, option_values, settings_from_options
 from models.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.HelpFormatter  # the shared options say their defaults in words already
     parser.add_argument("--task", required=True, help="spider, viggo, or jsonl (with --jsonl)")
     parser.add_argument("--model", required=True, help="an OpenAI fine-tuned catalog entry, e.g. gpt-3.5-turbo-ft, "
                         "or openai-compatible with --openai-model (evaluation only)")
-    parser.add_argument("--openai-model", default=None, metavar="ID",
-                        help="with --model openai-compatible: the OpenAI model id to price, e.g. gpt-4o-mini or ft:...")
-    parser.add_argument("--epochs", type=_positive_int, default=None,
-                        help="epochs of the job; when unset, the catalog's value for the task, else OpenAI's auto rule")
-    parser.add_argument("--data", default="fixtures", help="fixtures, hub, or a directory in the seed's layout")
-    parser.add_argument("--jsonl", default=None, help="folder with train.jsonl and eval.jsonl (task jsonl)")
-    parser.add_argument("--prices", type=Path, default=None,
-                        help="price table TOML; when unset, $FTBENCH_PRICES, else models/prices.toml")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    add_to_argparse(parser, offered_by(ESTIMATE))
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.data import resolve_data
-    from benchmarks.runner import Settings, training_data
+    from benchmarks.runner import training_data
     from benchmarks.tasks import chat_rows, get_task
     from models import catalog
     from models.backends.openai import job_spec
     from models.finetune.openai_ft import estimate_training
-    from models.pricing import load_prices
     from models.tokens import chat_tokens
 
     entry = catalog.get(args.model)
@@ -51,13 +36,13 @@ def run(args: argparse.Namespace) -> int:
         tuned = [name for name, e in catalog.CATALOG.items() if isinstance(e, catalog.OpenAIEntry) and e.finetuned]
         raise ConfigError(f"{args.model!r} is not an OpenAI fine-tuned entry; choose one of {tuned}, or "
                           f"openai-compatible --openai-model ID for a model's evaluation cost.")
-    task = get_task(args.task, jsonl_folder=Path(args.jsonl) if args.jsonl else None)
-    settings = Settings(data=resolve_data(args.data), limit=None, prices=load_prices(args.prices))
+    task = get_task(args.task, jsonl_folder=args.jsonl)
+    settings = settings_from_options(option_values(vars(args)))
     if not entry.finetuned:
         return _estimate_model(task, settings, args.openai_model)
     data = training_data(task, settings.data)
     train_rows, validation_rows = data.chat_rows("train"), data.chat_rows("validation")
-    spec = job_spec(entry, task.name, len(train_rows), settings, epochs=args.epochs)
+    spec = job_spec(entry, task.name, len(train_rows), settings)  # --epochs is settings.openai.epochs
     training = estimate_training(train_rows, validation_rows, spec, settings.prices)
     whole_split = chat_rows(task, task.examples(settings.data, task.train_split))
 
@@ -68,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
           f"{training.validation_examples:,} examples, {data.validation_how}")
     print(f"tokens per epoch   {training.tokens_per_epoch:,} (largest example {training.max_example_tokens:,} of "
           f"{spec.max_tokens_per_example:,} allowed)")
-    print(f"epochs             {spec.epochs} ({_epochs_source(args.epochs, entry, task)})")
+    print(f"epochs             {spec.epochs} ({_epochs_source(args.openai_epochs, entry, task)})")
     print(f"trained tokens     {training.trained_tokens:,}")
     print(f"training price     ${training.usd_per_million:.2f} per 1M tokens ({spec.price_family})")
     print(f"training cost      {_usd(training.usd)}")
