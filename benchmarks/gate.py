@@ -24,11 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from benchmarks.record import errors_of, first_errors
+from benchmarks.record import ErrorSummary, Record
 from benchmarks.runs import DiffInputError, Pair, Run, read_run
 from benchmarks.stats import PairedTest, paired_test
 from benchmarks.units import percent, seconds, usd
@@ -240,40 +240,40 @@ def _finite(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------------ diff
 
 
-def diff_records(old: dict[str, Any], new: dict[str, Any], rules: GateRules = GateRules()) -> PairDiff:
+def diff_records(old: Record, new: Record, rules: GateRules = GateRules()) -> PairDiff:
     """Compare two records of the same (task, model) and apply the gating rules."""
-    metric = new.get("metric") or old.get("metric") or "accuracy"
+    metric = new.headline or old.headline or "accuracy"
     metrics = tuple(_metric_diff(old, new, name) for name in _metric_names(old, new, metric))
     draft = PairDiff(
-        task=str(new.get("task")),
-        model=str(new.get("model")),
+        task=new.task,
+        model=new.model,
         metric=metric,
         metrics=metrics,
-        latency_p50=_change(old, new, "latency_s", "p50"),
-        latency_p95=_change(old, new, "latency_s", "p95"),
-        cost_train=_change(old, new, "cost_usd", "train"),
-        cost_eval=_change(old, new, "cost_usd", "eval"),
-        cost_per_1k=_change(old, new, "cost_usd", "per_1k_requests"),
-        error_rate=Change(errors_of(old)["rate"], errors_of(new)["rate"]),
+        latency_p50=_change(old.latency.p50, new.latency.p50),
+        latency_p95=_change(old.latency.p95, new.latency.p95),
+        cost_train=_change(old.cost.train, new.cost.train),
+        cost_eval=_change(old.cost.eval, new.cost.eval),
+        cost_per_1k=_change(old.cost.per_1k_requests, new.cost.per_1k_requests),
+        error_rate=Change(old.errors.rate, new.errors.rate),
     )
-    failures = _error_lines(errors_of(new)) + _nothing_scored(old, "old", metric) + _nothing_scored(new, "new", metric)
+    failures = _error_lines(new.errors) + _nothing_scored(old, "old", metric) + _nothing_scored(new, "new", metric)
     if failures:  # an outage, a broken scorer, an empty run: the numbers describe part of a run or none, not judged
         return replace(draft, errors=failures, flags=_flags(old, new, draft))
     return replace(draft, regressions=_regressions(draft, rules), flags=_flags(old, new, draft))
 
 
-def _error_lines(errors: dict[str, Any]) -> list[str]:
-    if not errors["count"]:
+def _error_lines(errors: ErrorSummary) -> list[str]:
+    if not errors.count:
         return []
-    return [f"{errors['count']} items failed ({errors['rate']:.1%}): {errors['by_reason']}; "
-            f"first: {first_errors(errors)}"]
+    return [f"{errors.count} items failed ({errors.rate:.1%}): {dict(errors.by_reason)}; "
+            f"first: {errors.first_errors()}"]
 
 
-def _nothing_scored(record: dict[str, Any], side: str, metric: str) -> list[str]:
+def _nothing_scored(record: Record, side: str, metric: str) -> list[str]:
     """An empty eval set or a headline nobody scored: the paired test would see no item and pass, so say so."""
-    if _dig(record, ("data", "n")) == 0:
+    if record.data.n == 0:
         return [f"the {side} run evaluated no item (data.n = 0): check --limit and the data split, then rerun it"]
-    if _dig(record, ("metrics", metric, "n")) == 0:
+    if record.metric(metric).n == 0:
         return [f"the {side} run scored no item on {metric} (metrics.{metric}.n = 0): nothing to compare; "
                 f"see its errors, then rerun it"]
     return []
@@ -304,54 +304,29 @@ def _pair_list(records: Mapping[Pair, Any]) -> str:
     return ", ".join(f"{t}/{m}" for t, m in sorted(records))
 
 
-def _metric_names(old: dict[str, Any], new: dict[str, Any], headline: str) -> list[str]:
-    others = (set(old.get("metrics") or {}) | set(new.get("metrics") or {})) - {headline}
+def _metric_names(old: Record, new: Record, headline: str) -> list[str]:
+    others = (old.metrics.keys() | new.metrics.keys()) - {headline}
     return [headline, *sorted(others)]
 
 
-def _metric_diff(old: dict[str, Any], new: dict[str, Any], name: str) -> MetricDiff:
-    return MetricDiff(
-        name=name,
-        value=Change(_metric_value(old, name), _metric_value(new, name)),
-        paired=_paired(old.get("items") or {}, new.get("items") or {}, name),
-    )
+def _metric_diff(old: Record, new: Record, name: str) -> MetricDiff:
+    return MetricDiff(name=name, value=Change(old.metric_value(name), new.metric_value(name)),
+                      paired=_paired(old, new, name))
 
 
-def _paired(old_items: Mapping[str, Any], new_items: Mapping[str, Any], metric: str) -> PairedTest | None:
+def _paired(old: Record, new: Record, metric: str) -> PairedTest | None:
     """The paired test of `metric` on the items both runs scored; None when they share no scored item."""
     pairs = []
-    for item_id in sorted(old_items.keys() & new_items.keys()):
-        old, new = _outcome(old_items, item_id, metric), _outcome(new_items, item_id, metric)
-        if old is not None and new is not None:
-            pairs.append((old, new))
+    for item_id in sorted(old.items.keys() & new.items.keys()):
+        before, after = old.outcome(item_id, metric), new.outcome(item_id, metric)
+        if before is not None and after is not None:  # None: not scored
+            pairs.append((float(before), float(after)))
     return paired_test(pairs)
 
 
-def _outcome(items: Mapping[str, Any], item_id: str, metric: str) -> float | None:
-    outcomes = items[item_id]
-    value = outcomes.get(metric) if isinstance(outcomes, dict) else None
-    if value is None:
-        return None  # not scored
-    if isinstance(value, (bool, int, float)) and math.isfinite(value):
-        return float(value)
-    raise DiffInputError(f"item {item_id!r}, metric {metric!r}: outcome {value!r} is not true/false, a number or null")
-
-
-def _metric_value(record: dict[str, Any], name: str) -> float | None:
-    entry = (record.get("metrics") or {}).get(name)
-    if isinstance(entry, dict) and "value" in entry:
-        return _number(entry["value"])
-    return _number(record.get("accuracy")) if record.get("metric") == name else None
-
-
-def _change(old: dict[str, Any], new: dict[str, Any], section: str, key: str) -> Change:
-    return Change(_number((old.get(section) or {}).get(key)), _number((new.get(section) or {}).get(key)))
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+def _change(old: float | None, new: float | None) -> Change:
+    """old -> new as floats (a record may hold an int, as JSON wrote it)."""
+    return Change(None if old is None else float(old), None if new is None else float(new))
 
 
 def _regressions(pair: PairDiff, rules: GateRules) -> list[str]:
@@ -380,28 +355,27 @@ def _rise(change: Change, unit) -> str:
     return f"{rise}: {unit(change.old)} -> {unit(change.new)}"
 
 
-def _flags(old: dict[str, Any], new: dict[str, Any], pair: PairDiff) -> list[str]:
+def _flags(old: Record, new: Record, pair: PairDiff) -> list[str]:
     """What differs besides the change under test: reported with the row so nothing is compared silently."""
     flags = []
-    if old.get("metric") != new.get("metric"):
-        flags.append(f"headline metric differs: {old.get('metric')!r} -> {new.get('metric')!r}")
-    for label, path in (
-        ("data fingerprint", ("data", "fingerprint")),
-        ("price table date (cost_usd.prices_date)", ("cost_usd", "prices_date")),
-        ("hardware (machine.hardware)", ("machine", "hardware")),
+    if old.headline != new.headline:
+        flags.append(f"headline metric differs: {old.headline!r} -> {new.headline!r}")
+    for label, before, after in (
+        ("data fingerprint", old.data.fingerprint, new.data.fingerprint),
+        ("price table date (cost_usd.prices_date)", old.cost.prices_date, new.cost.prices_date),
+        ("hardware (machine.hardware)", old.machine.hardware, new.machine.hardware),
     ):
-        before, after = _dig(old, path), _dig(new, path)
         if before != after:
             flags.append(f"{label} differs: {_short(before)} -> {_short(after)}")
-    flags.extend(_model_fingerprint_flags(old.get("model_fingerprint"), new.get("model_fingerprint")))
-    flags.extend(_item_flags(old.get("items") or {}, new.get("items") or {}, pair.headline))
+    flags.extend(_model_fingerprint_flags(old.model_fingerprint, new.model_fingerprint))
+    flags.extend(_item_flags(old.items, new.items, pair.headline))
     return flags
 
 
-def _model_fingerprint_flags(old: Any, new: Any) -> list[str]:
+def _model_fingerprint_flags(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
     if old == new:
         return []
-    if isinstance(old, dict) and isinstance(new, dict):
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
         keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         details = "; ".join(_differences(old, new))
         return [f"model fingerprint differs in {', '.join(keys)} ({details})"]
@@ -410,7 +384,7 @@ def _model_fingerprint_flags(old: Any, new: Any) -> list[str]:
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """'key.sub: old -> new' for every leaf that differs, so a recipe change reads as the one knob that moved."""
-    if not (isinstance(old, dict) and isinstance(new, dict)):
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
         return [] if old == new else [f"{prefix}: {_short(old)} -> {_short(new)}"]
     return [
         line
@@ -431,15 +405,8 @@ def _item_flags(old_items: Mapping[str, Any], new_items: Mapping[str, Any], head
     return []
 
 
-def _dig(record: Mapping[str, Any], path: Sequence[str]) -> Any:
-    value: Any = record
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
 def _short(value: Any, width: int = 24) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=dict)  # read-only maps
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import errors_of, is_finite_number
+from benchmarks.record import MachineInfo, MetricSummary, Record, is_finite_number
 from benchmarks.runs import Run, read_run, refuse_overwriting_inputs
 from benchmarks.stats import wilson_interval
 from benchmarks.units import percent, seconds, usd
@@ -100,43 +100,41 @@ def _run_labels(runs: Sequence[Run]) -> list[str]:
     return [f"{i}:{name}" for i, name in enumerate(names, 1)]  # same stems from different folders
 
 
-def _entry(run: str, record: dict[str, Any]) -> Entry:
-    metrics = tuple(_metric_row(name, m) for name, m in sorted((record.get("metrics") or {}).items()))
-    headline = next((m for m in metrics if m.name == record.get("metric")), None)
-    latency, cost = record.get("latency_s") or {}, record.get("cost_usd") or {}
+def _entry(run: str, record: Record) -> Entry:
+    metrics = tuple(_metric_row(name, m) for name, m in sorted(record.metrics.items()))
+    headline = next((m for m in metrics if m.name == record.headline), None)
     return Entry(
         run=run,
-        task=record["task"],
-        model=record["model"],
-        metric=str(record.get("metric")),
-        accuracy=_number(record.get("accuracy")),
-        ci95=_interval(record.get("ci95")) or (headline.ci95 if headline else None),
-        n=(record.get("data") or {}).get("n") or (headline.n if headline else None),
-        train_usd=_number(cost.get("train")),
-        eval_per_1k_usd=_number(cost.get("per_1k_requests")),
-        p50_s=_number(latency.get("p50")),
-        p95_s=_number(latency.get("p95")),
+        task=record.task,
+        model=record.model,
+        metric=str(record.headline),
+        accuracy=_number(record.accuracy),
+        ci95=_interval(record.ci95) or (headline.ci95 if headline else None),
+        n=record.data.n or (headline.n if headline else None),
+        train_usd=_number(record.cost.train),
+        eval_per_1k_usd=_number(record.cost.per_1k_requests),
+        p50_s=_number(record.latency.p50),
+        p95_s=_number(record.latency.p95),
         metrics=metrics,
-        train_precision=((record.get("training") or {}).get("precision") or None),
-        machine=_machine(record.get("machine") or {}),
-        errors=errors_of(record)["count"],
-        error_reasons=", ".join(f"{reason}: {count}" for reason, count in errors_of(record)["by_reason"].items()),
+        train_precision=(record.training.precision if record.training is not None else None) or None,
+        machine=_machine(record.machine),
+        errors=record.errors.count,
+        error_reasons=", ".join(f"{reason}: {count}" for reason, count in record.errors.by_reason.items()),
     )
 
 
-def _machine(machine: dict[str, Any]) -> str:
-    auto = f" (precision auto -> {machine['precision_auto']})" if machine.get("precision_auto") else ""
-    return f"{machine.get('hardware') or 'unknown hardware'}{auto}"
+def _machine(machine: MachineInfo) -> str:
+    auto = f" (precision auto -> {machine.precision_auto})" if machine.precision_auto else ""
+    return f"{machine.hardware or 'unknown hardware'}{auto}"
 
 
-def _metric_row(name: str, metric: Any) -> MetricRow:
-    metric = metric if isinstance(metric, dict) else {}
-    correct, n = metric.get("correct"), metric.get("n")
+def _metric_row(name: str, metric: MetricSummary) -> MetricRow:
+    correct, n = metric.correct, metric.n
     counted = isinstance(correct, int) and isinstance(n, int) and 0 <= correct <= n
     return MetricRow(
         name=name,
-        value=_number(metric.get("value")),
-        ci95=_interval(metric.get("ci95")) or (wilson_interval(correct, n) if counted else None),
+        value=_number(metric.value),
+        ci95=_interval(metric.ci95) or (wilson_interval(correct, n) if counted else None),
         correct=correct if counted else None,
         n=n if counted else None,
     )

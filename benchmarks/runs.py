@@ -3,11 +3,11 @@
 A run file is what `pytest benchmarks` writes with `--benchmark-json`, `--benchmark-save` or `--benchmark-autosave`;
 the ftbench records in it are the `extra_info` that carries `"schema"` (see `benchmarks/record.py`).
 
-Every record is checked before anything uses it (`benchmarks.record.validate_record`): each field the diff and the
-report read must have its documented type, and every number must be finite (Python's json reads NaN and Infinity,
-which would compare as "no change") and in range. A file with a bad record is refused as a whole, listing every
-problem; so is a file that is unreadable, not JSON, nested too deeply, not pytest-benchmark JSON, holds no ftbench
-record or one of an unknown schema version, or records one (task, model) twice.
+Every record is read as a typed `benchmarks.record.Record` (`Record.from_json`), which checks it first: each
+documented section present and of its type, and every number finite (Python's json reads NaN and Infinity, which
+would compare as "no change") and in range. A file with a bad record is refused as a whole, listing every problem;
+so is a file that is unreadable, not JSON, nested too deeply, not pytest-benchmark JSON, holds no ftbench record or
+one of an unknown schema version, or records one (task, model) twice.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import READABLE_SCHEMAS, SCHEMA, validate_record
+from benchmarks.record import READABLE_SCHEMAS, SCHEMA, Record, RecordError
 from models.errors import ConfigError
 
 Pair = tuple[str, str]
@@ -39,13 +39,13 @@ class Run:
     path: str
     datetime: str | None
     commit: str | None
-    records: dict[Pair, dict[str, Any]]
+    records: dict[Pair, Record]
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "datetime": self.datetime, "commit": self.commit}
 
 
-def load_records(path: str | os.PathLike[str]) -> dict[Pair, dict[str, Any]]:
+def load_records(path: str | os.PathLike[str]) -> dict[Pair, Record]:
     """The ftbench records of a pytest-benchmark JSON file, keyed by (task, model); raises DiffInputError."""
     return read_run(path).records
 
@@ -101,29 +101,30 @@ def _benchmark_list(document: Any, path: object) -> list[dict[str, Any]]:
     return [b for b in document["benchmarks"] if isinstance(b, dict)]
 
 
-def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pair, dict[str, Any]]:
-    records: dict[Pair, dict[str, Any]] = {}
+def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pair, Record]:
+    records: dict[Pair, Record] = {}
     names: dict[Pair, str] = {}
     problems: list[str] = []
     for benchmark in benchmarks:
-        record = benchmark.get("extra_info") or {}
-        if not isinstance(record, dict) or "schema" not in record:
+        data = benchmark.get("extra_info") or {}
+        if not isinstance(data, dict) or "schema" not in data:
             continue  # a plain timing benchmark, not an ftbench record
         name = _text_or_none(benchmark.get("fullname")) or _text_or_none(benchmark.get("name")) or "?"
-        _check_schema(record, f"{path}: benchmark {name}")
-        pair = record.get("task"), record.get("model")
-        found = validate_record(record)
-        if found:  # keep going: the message lists every bad record of the file, not the first
+        _check_schema(data, f"{path}: benchmark {name}")
+        try:
+            record = Record.from_json(data)
+        except RecordError as error:  # keep going: the message lists every bad record of the file, not the first
+            pair = data.get("task"), data.get("model")
             named = all(isinstance(part, str) and part for part in pair)
             where = f"{pair[0]} / {pair[1]}" if named else f"benchmark {name}"  # no pair to name: the test's name
-            problems += [f"{path}: {where}: {problem}" for problem in found]
+            problems += [f"{path}: {where}: {problem}" for problem in error.problems]
             continue
-        if pair in records:
+        if record.pair in records:
             raise DiffInputError(
-                f"{path}: task {pair[0]!r} x model {pair[1]!r} is recorded twice ({names[pair]} and {name}); "
-                f"diff one run per file"
+                f"{path}: task {record.task!r} x model {record.model!r} is recorded twice "
+                f"({names[record.pair]} and {name}); diff one run per file"
             )
-        records[pair], names[pair] = record, name
+        records[record.pair], names[record.pair] = record, name
     if problems:
         raise DiffInputError(_malformed(path, problems))
     if not records:

@@ -48,13 +48,13 @@ def _run_pair(benchmark, pair, settings, task_for, prepared_for, baseline_record
     )
 
 
-def check_against_baseline(baseline_records: dict, record: Record) -> None:
+def check_against_baseline(baseline_records: dict[tuple[str, str], Record], record: Record) -> None:
     """Fail when this pair regressed against the --baseline run (a pair new to this run passes)."""
     from benchmarks.gate import GateRules, diff_records, format_row
 
     old = baseline_records.get(record.pair)
     if old is not None:
-        pair = diff_records(old, record.to_json(), GateRules())
+        pair = diff_records(old, record, GateRules())
         if pair.errors:  # allowed by --max-error-rate, but a partial run is not compared (as in ftbench diff)
             progress.warn(f"{record.task} x {record.model}: not compared with --baseline: {pair.errors[0]}")
         if pair.regressions:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import contextlib
 import io
 import json
@@ -16,19 +15,20 @@ from hypothesis import strategies as st
 
 from benchmarks import gate, runs
 from benchmarks.cli import main as ftbench
-from benchmarks.gate import GateRules, diff_files, diff_records, format_row
-from benchmarks.record import SCHEMA
+from benchmarks.gate import GateRules, PairDiff, diff_files, diff_records, format_row, paired_text
+from benchmarks.record import SCHEMA, Record
 from benchmarks.runs import DiffInputError, load_records
 from benchmarks.stats import mcnemar_exact, wilson_interval
 from models.errors import ConfigError
 
+BASELINES = Path(__file__).parent.parent / "fixtures" / "baselines"
 
 # ----------------------------------------------------------------------------------------- building runs
 
 
 def make_record(task: str = "spider", model: str = "smollm2-135m-lora", outcomes: list[bool] | None = None,
                 p50: float = 0.5, per_1k: float = 0.10, train: float = 1.00, **changes) -> dict:
-    """A schema-1 record shaped like benchmarks/record.py, with `outcomes` as the headline per-item results."""
+    """A record (JSON) shaped like benchmarks/record.py, with `outcomes` as the headline per-item results."""
     outcomes = [True] * 30 + [False] * 10 if outcomes is None else outcomes
     n, correct = len(outcomes), sum(outcomes)
     ids = [f"val/{i:04d}" for i in range(n)]
@@ -57,12 +57,23 @@ def make_record(task: str = "spider", model: str = "smollm2-135m-lora", outcomes
         "threshold": {"value": 0.2, "file": "fixtures/thresholds.toml", "key": f"{task}.fixtures.{model}"},
     }
     for dotted, value in changes.items():  # e.g. data__fingerprint="sha256:..."
-        *parents, leaf = dotted.split("__")
-        target = record
-        for key in parents:
-            target = target[key]
-        target[leaf] = value
+        set_field(record, dotted.replace("__", "."), value)
     return record
+
+
+def set_field(record: dict, path: str, value) -> dict:
+    """Set a dotted field path ("latency_s.p50", "items.val/0003.execution") to `value`; returns the record."""
+    *parents, leaf = path.split(".")
+    target = record
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    return record
+
+
+def diff(old: dict, new: dict, rules: GateRules = GateRules()) -> PairDiff:
+    """`diff_records` of two hand-made records, read as the typed records the gate takes."""
+    return diff_records(Record.from_json(old), Record.from_json(new), rules)
 
 
 def benchmark_document(records: list[dict]) -> dict:
@@ -90,6 +101,11 @@ def benchmark_document(records: list[dict]) -> dict:
 def write_run(path: Path, *records: dict) -> Path:
     path.write_text(json.dumps(benchmark_document(list(records))))
     return path
+
+
+def write_runs(folder: Path, old: dict, new: dict) -> tuple[Path, Path]:
+    """old.json and new.json in `folder`, one record each."""
+    return write_run(folder / "old.json", old), write_run(folder / "new.json", new)
 
 
 def cli(*argv) -> int:
@@ -139,7 +155,7 @@ def test_mcnemar_rejects_negative_counts():
 def test_paired_test_counts_the_discordant_items(pairs):
     old = make_record(outcomes=[o for o, _ in pairs])
     new = make_record(outcomes=[n for _, n in pairs])
-    test = diff_records(old, new, GateRules()).headline.paired
+    test = diff(old, new).headline.paired
     b, c = sum(o and not n for o, n in pairs), sum(n and not o for o, n in pairs)
     assert (test.shared, test.old_better, test.new_better) == (len(pairs), b, c)
     assert test.p_value == mcnemar_exact(b, c)
@@ -148,7 +164,7 @@ def test_paired_test_counts_the_discordant_items(pairs):
 @no_deadline
 @given(st.lists(st.booleans(), min_size=1, max_size=60))
 def test_identical_outcomes_never_regress(outcomes):
-    pair = diff_records(make_record(outcomes=outcomes), make_record(outcomes=outcomes), GateRules())
+    pair = diff(make_record(outcomes=outcomes), make_record(outcomes=outcomes))
     assert pair.headline.paired.p_value == 1.0
     assert pair.regressions == [] and pair.flags == []
 
@@ -157,7 +173,7 @@ def test_only_items_scored_in_both_runs_are_paired():
     old, new = make_record(outcomes=[True] * 10), make_record(outcomes=[False] * 10)
     new["items"]["val/0000"]["execution"] = None  # not scored in the new run
     del old["items"]["val/0009"]
-    test = diff_records(old, new, GateRules()).headline.paired
+    test = diff(old, new).headline.paired
     assert (test.shared, test.old_better, test.new_better) == (8, 8, 0)
 
 
@@ -165,36 +181,32 @@ def test_graded_outcomes_use_the_sign_test():
     old, new = make_record(outcomes=[True] * 6), make_record(outcomes=[True] * 6)
     for i, (before, after) in enumerate([(0.5, 0.25), (1.0, 0.5), (0.5, 0.5), (0.0, 1.0), (0.8, 0.2), (1, 0)]):
         old["items"][f"val/{i:04d}"]["execution"], new["items"][f"val/{i:04d}"]["execution"] = before, after
-    test = diff_records(old, new, GateRules()).headline.paired
+    test = diff(old, new).headline.paired
     assert (test.old_better, test.new_better) == (4, 1)
-
-
-def test_the_module_doctests_pass():
-    assert doctest.testmod(gate).failed == 0
 
 
 # ----------------------------------------------------------------------------------------------- gating
 
 
 def test_a_significant_large_accuracy_drop_regresses():
-    pair = diff_records(make_record(outcomes=[True] * 60), make_record(outcomes=[True] * 50 + [False] * 10))
+    pair = diff(make_record(outcomes=[True] * 60), make_record(outcomes=[True] * 50 + [False] * 10))
     assert pair.headline.paired.p_value == mcnemar_exact(10, 0) < 0.05
     assert len(pair.regressions) == 1 and "execution accuracy dropped 16.7 points" in pair.regressions[0]
 
 
 def test_a_large_drop_that_is_not_significant_passes():
-    pair = diff_records(make_record(outcomes=[True] * 10), make_record(outcomes=[True] * 8 + [False] * 2))
+    pair = diff(make_record(outcomes=[True] * 10), make_record(outcomes=[True] * 8 + [False] * 2))
     assert pair.headline.paired.p_value > 0.05 and pair.regressions == []
 
 
 def test_a_significant_drop_below_min_drop_passes_until_the_limit_is_lowered():
     old, new = make_record(outcomes=[True] * 2000), make_record(outcomes=[True] * 1970 + [False] * 30)
-    assert diff_records(old, new, GateRules(min_drop=2.0)).regressions == []
-    assert diff_records(old, new, GateRules(min_drop=1.0)).regressions
+    assert diff(old, new, GateRules(min_drop=2.0)).regressions == []
+    assert diff(old, new, GateRules(min_drop=1.0)).regressions
 
 
 def test_an_accuracy_gain_never_regresses():
-    pair = diff_records(make_record(outcomes=[False] * 40), make_record(outcomes=[True] * 40))
+    pair = diff(make_record(outcomes=[False] * 40), make_record(outcomes=[True] * 40))
     assert pair.headline.paired.p_value < 1e-9 and pair.regressions == []
 
 
@@ -204,7 +216,7 @@ def test_an_accuracy_gain_never_regresses():
     ("train", 1.0, 1.2, True), ("train", 1.0, 0.5, False),
 ])
 def test_latency_and_cost_limits(field, old, new, regressed):
-    pair = diff_records(make_record(**{field: old}), make_record(**{field: new}), GateRules())
+    pair = diff(make_record(**{field: old}), make_record(**{field: new}))
     assert bool(pair.regressions) is regressed, pair.regressions
 
 
@@ -222,8 +234,7 @@ def test_gate_rules_reject_nonsense():
     ({"machine__hardware": "NVIDIA H100"}, "hardware (machine.hardware) differs"),
 ])
 def test_mismatches_are_flagged_not_failed(tmp_path, capsys, changes, words):
-    old = write_run(tmp_path / "old.json", make_record())
-    new = write_run(tmp_path / "new.json", make_record(**changes))
+    old, new = write_runs(tmp_path, make_record(), make_record(**changes))
     assert cli(old, new, "--format", "markdown") == 0
     shown = capsys.readouterr().out
     assert words in shown and "Flags (not silently compared)" in shown
@@ -241,8 +252,7 @@ def test_mismatches_are_flagged_not_failed(tmp_path, capsys, changes, words):
     (make_record(train=2.0), 1, "train cost rose +100.0%"),
 ])
 def test_exit_code_says_whether_anything_regressed(tmp_path, capsys, new_record, code, words):
-    old = write_run(tmp_path / "old.json", make_record())
-    new = write_run(tmp_path / "new.json", new_record)
+    old, new = write_runs(tmp_path, make_record(), new_record)
     assert cli(old, new) == code
     assert words in capsys.readouterr().out
 
@@ -260,8 +270,7 @@ def test_pairs_in_one_run_only_are_added_or_removed(tmp_path, capsys):
 
 
 def test_json_output_has_stable_keys(tmp_path, capsys):
-    old = write_run(tmp_path / "old.json", make_record())
-    new = write_run(tmp_path / "new.json", make_record(p50=0.1, outcomes=[False] * 40))
+    old, new = write_runs(tmp_path, make_record(), make_record(p50=0.1, outcomes=[False] * 40))
     assert cli(old, new, "--format", "json") == 1
     shown = json.loads(capsys.readouterr().out)
     assert set(shown) == {"format", "verdict", "exit_code", "old", "new", "rules", "pairs", "added", "removed",
@@ -276,8 +285,7 @@ def test_json_output_has_stable_keys(tmp_path, capsys):
 
 
 def test_markdown_has_a_verdict_header_one_table_then_lists(tmp_path, capsys):
-    old = write_run(tmp_path / "old.json", make_record())
-    new = write_run(tmp_path / "new.json", make_record(p50=1.0, machine__hardware="NVIDIA H100"))
+    old, new = write_runs(tmp_path, make_record(), make_record(p50=1.0, machine__hardware="NVIDIA H100"))
     assert cli(old, new, "--format", "markdown") == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("### ❌ ftbench diff: 1 regression(s)")
@@ -286,8 +294,7 @@ def test_markdown_has_a_verdict_header_one_table_then_lists(tmp_path, capsys):
 
 
 def test_output_file_is_written_and_never_an_input(tmp_path, capsys):
-    old = write_run(tmp_path / "old.json", make_record())
-    new = write_run(tmp_path / "new.json", make_record())
+    old, new = write_runs(tmp_path, make_record(), make_record())
     before = new.read_bytes()
     assert cli(old, new, "--output", new) == 2
     assert "refusing to write" in capsys.readouterr().err and new.read_bytes() == before
@@ -323,8 +330,7 @@ def test_missing_file_exits_2(tmp_path, capsys):
 
 
 def test_no_pair_in_common_exits_2(tmp_path, capsys):
-    old = write_run(tmp_path / "old.json", make_record(task="spider"))
-    new = write_run(tmp_path / "new.json", make_record(task="viggo"))
+    old, new = write_runs(tmp_path, make_record(task="spider"), make_record(task="viggo"))
     assert cli(old, new) == 2
     assert "no (task, model) pair in common" in capsys.readouterr().err
 
@@ -333,13 +339,25 @@ def test_diff_input_error_is_a_config_error():
     assert issubclass(DiffInputError, ConfigError)
 
 
-def test_load_records_keys_by_task_and_model(tmp_path):
+def test_load_records_keys_typed_records_by_task_and_model(tmp_path):
     run = write_run(tmp_path / "run.json", make_record(), make_record(task="viggo", model="base"))
-    assert sorted(load_records(run)) == [("spider", "smollm2-135m-lora"), ("viggo", "base")]
+    records = load_records(run)
+    assert sorted(records) == [("spider", "smollm2-135m-lora"), ("viggo", "base")]
+    assert records["viggo", "base"] == Record.from_json(make_record(task="viggo", model="base"))
+
+
+def test_the_committed_schema_1_baselines_load_and_diff():
+    old, new = BASELINES / "seed-limit100-fp32.json", BASELINES / "seed-limit100-bf16.json"
+    assert {record.schema for record in load_records(old).values()} == {1}
+    result = diff_files(old, new)
+    assert result.exit_code == 0 and [(p.task, p.model) for p in result.pairs] == sorted(load_records(new))
+    lora = next(p for p in result.pairs if (p.task, p.model) == ("spider", "smollm2-135m-lora"))
+    assert paired_text(lora.headline.paired) == "-5/+17 of 100, p=0.0169"
+    assert lora.error_rate == gate.Change(0.0, 0.0) and lora.errors == []  # schema 1: a run without errors
 
 
 def test_format_row_is_one_line_naming_the_pair_and_the_regression():
-    pair = diff_records(make_record(), make_record(p50=1.0, machine__hardware="gpu"), GateRules())
+    pair = diff(make_record(), make_record(p50=1.0, machine__hardware="gpu"))
     row = format_row(pair)
     assert "\n" not in row
     assert row.startswith("spider / smollm2-135m-lora: execution 75.0% -> 75.0%")
@@ -369,26 +387,24 @@ def outage(record: dict, failed: int) -> dict:
 
 
 def test_an_outage_is_errors_not_a_regression_and_exits_3(tmp_path, capsys):
-    old = write_run(tmp_path / "old.json", make_record(schema=1))  # schema 1: written before errors existed
-    new = write_run(tmp_path / "new.json", outage(make_record(outcomes=[False] * 40), failed=30))
+    # the old run is schema 1: written before errors existed
+    old, new = write_runs(tmp_path, make_record(schema=1), outage(make_record(outcomes=[False] * 40), failed=30))
     assert cli(old, new) == 3
     shown = capsys.readouterr().out
     assert "ERRORS in 1 of 1 pairs (not judged)" in shown and "30 items failed (75.0%)" in shown
-    assert "http 503 after 6 attempts" in shown and "0.0% -> 75.0%" in shown
+    assert "{'http 503 after 6 attempts': 30}; first: val/0000 generate: http 503" in shown and "0.0% -> 75.0%" in shown
     pair = diff_files(old, new).pairs[0]
     assert pair.status == "errors" and pair.regressions == []
 
 
 def test_errors_in_the_old_run_only_do_not_stop_the_gate(tmp_path):
-    old = write_run(tmp_path / "old.json", outage(make_record(), failed=5))
-    new = write_run(tmp_path / "new.json", make_record(outcomes=[False] * 40))
+    old, new = write_runs(tmp_path, outage(make_record(), failed=5), make_record(outcomes=[False] * 40))
     result = diff_files(old, new)
     assert result.exit_code == 1 and result.pairs[0].error_rate.old == 5 / 40
 
 
 def test_markdown_names_the_errors(tmp_path, capsys):
-    old = write_run(tmp_path / "old.json", make_record())
-    new = write_run(tmp_path / "new.json", outage(make_record(), failed=1))
+    old, new = write_runs(tmp_path, make_record(), outage(make_record(), failed=1))
     assert cli(old, new, "--format", "markdown") == 3
     shown = capsys.readouterr().out
     assert shown.startswith("### ⚠️ ftbench diff: ERRORS") and "**Errors (not judged" in shown
@@ -400,20 +416,9 @@ PAIR = "spider / smollm2-135m-lora"
 NON_FINITE = (float("nan"), float("inf"), float("-inf"))
 
 
-def set_field(record: dict, path: str, value) -> dict:
-    """Set a dotted field path ("latency_s.p50", "items.val/0003.execution") to `value`; returns the record."""
-    *parents, leaf = path.split(".")
-    target = record
-    for key in parents:
-        target = target[key]
-    target[leaf] = value
-    return record
-
-
 def refused(tmp_path, capsys, new_record: dict, *options) -> str:
     """Diff a good old run against `new_record`: assert exit 2 with no output file; return the message."""
-    old = write_run(tmp_path / "old.json", make_record())
-    new = write_run(tmp_path / "new.json", new_record)
+    old, new = write_runs(tmp_path, make_record(), new_record)
     assert cli(old, new, "--output", tmp_path / "diff.md", *options) == 2
     assert not (tmp_path / "diff.md").exists()
     captured = capsys.readouterr()
@@ -455,14 +460,6 @@ def test_a_field_the_runner_nulled_as_non_finite_is_refused(tmp_path, capsys):
     assert f"new.json: {PAIR}: latency_s.p50 was NaN or infinite when the run computed it" in message
 
 
-def test_a_nan_item_outcome_names_file_pair_item_and_metric(tmp_path, capsys):
-    """Before: exit 2 with "item 'val/0003', metric 'execution': outcome nan ..." and no file or pair."""
-    record = make_record()
-    record["items"]["val/0003"]["execution"] = float("nan")
-    message = refused(tmp_path, capsys, record)
-    assert f"{tmp_path / 'new.json'}: {PAIR}: items.val/0003.execution = NaN is not a finite number" in message
-
-
 @pytest.mark.parametrize(("path", "value", "words"), [
     ("metrics", [1, 2], "metrics = [1, 2] is not an object"),
     ("latency_s", [0.5, 0.9], "latency_s = [0.5, 0.9] is not an object"),
@@ -499,6 +496,12 @@ def test_a_field_of_the_wrong_type_is_refused_naming_it(tmp_path, capsys, path, 
     assert f"new.json: {PAIR}: {words}" in message, message
 
 
+def test_a_record_without_a_section_every_writer_records_is_refused_naming_it(tmp_path, capsys):
+    record = make_record()
+    del record["machine"]
+    assert f"new.json: {PAIR}: machine is missing" in refused(tmp_path, capsys, record)
+
+
 def test_every_bad_record_of_a_file_is_listed_once(tmp_path, capsys):
     viggo = make_record(task="viggo", data="x")
     spider = make_record(latency_s__p50=float("inf"))
@@ -526,8 +529,7 @@ def test_a_file_broken_everywhere_lists_the_first_problems_and_counts_the_rest(t
 
 
 def test_the_old_run_is_checked_too(tmp_path, capsys):
-    old = write_run(tmp_path / "old.json", make_record(schema=1, metrics__exact__value=float("inf")))
-    new = write_run(tmp_path / "new.json", make_record())
+    old, new = write_runs(tmp_path, make_record(schema=1, metrics__exact__value=float("inf")), make_record())
     assert cli(old, new) == 2
     assert f"{old}: {PAIR}: metrics.exact.value = Infinity is not a finite number" in capsys.readouterr().err
 
@@ -569,8 +571,7 @@ def test_nulls_the_runner_writes_for_unmeasured_values_are_fine(tmp_path):
     record["latency_s"] |= {"p50": None, "p95": None, "mean": None}
     record["cost_usd"]["per_1k_requests"] = None
     record["metrics"]["execution"] = {"value": None, "n": 0, "ci95": None, "errors": 5}
-    old = write_run(tmp_path / "old.json", make_record(outcomes=[True] * 5))
-    assert diff_files(old, write_run(tmp_path / "new.json", record)).exit_code == gate.EXIT_ERRORS
+    assert diff_files(*write_runs(tmp_path, make_record(outcomes=[True] * 5), record)).exit_code == gate.EXIT_ERRORS
 
 
 @pytest.mark.parametrize(("side", "field", "words"), [
@@ -587,7 +588,7 @@ def test_a_pair_with_n_0_is_errors_never_a_pass(tmp_path, capsys, side, field, w
         empty |= {"items": {}, "predictions": {}}
         empty["data"]["n"] = empty["metrics"]["exact"]["n"] = empty["metrics"]["exact"]["correct"] = 0
     runs = {"old": make_record(), "new": make_record()} | {side: empty}
-    old, new = write_run(tmp_path / "old.json", runs["old"]), write_run(tmp_path / "new.json", runs["new"])
+    old, new = write_runs(tmp_path, runs["old"], runs["new"])
     assert cli(old, new) == gate.EXIT_ERRORS == 3
     shown = capsys.readouterr().out
     assert "ERRORS in 1 of 1 pairs (not judged)" in shown and f"{PAIR}: {words}" in shown
@@ -595,8 +596,8 @@ def test_a_pair_with_n_0_is_errors_never_a_pass(tmp_path, capsys, side, field, w
 
 
 def test_a_rise_beyond_float_range_regresses_without_printing_inf(tmp_path):
-    old = write_run(tmp_path / "old.json", make_record(latency_s__p50=5e-324))  # the smallest float: 1 s is 2e323 x
-    pair = diff_files(old, write_run(tmp_path / "new.json", make_record(p50=1.0))).pairs[0]
+    old = make_record(latency_s__p50=5e-324)  # the smallest float: 1 s is 2e323 x
+    pair = diff_files(*write_runs(tmp_path, old, make_record(p50=1.0))).pairs[0]
     assert pair.latency_p50.percent is None and "latency p50 rose beyond float range" in pair.regressions[0]
     assert "inf" not in format_row(pair)
 
@@ -605,12 +606,11 @@ def diff_in_folder(good: dict, bad: dict, bad_is_new: bool, *options) -> tuple[i
     """(exit code, stdout, stderr, the bad file's path) of a diff in a fresh folder: hypothesis runs many examples
     in one test, so pytest's per-test tmp_path and capsys do not fit."""
     with tempfile.TemporaryDirectory() as folder:
-        good_path = write_run(Path(folder) / "good.json", good)
-        bad_path = write_run(Path(folder) / ("new.json" if bad_is_new else "old.json"), bad)
+        old, new = write_runs(Path(folder), *((good, bad) if bad_is_new else (bad, good)))
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            code = cli(*((good_path, bad_path) if bad_is_new else (bad_path, good_path)), *options)
-    return code, out.getvalue(), err.getvalue(), bad_path
+            code = cli(old, new, *options)
+    return code, out.getvalue(), err.getvalue(), new if bad_is_new else old
 
 
 # the numeric fields of make_record's record that diff or report read, and some they only carry

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,16 @@ def test_a_schema_1_record_reads_as_a_run_without_errors_and_writes_back_as_it_w
     assert record.metric("slot_f1").correct is None and record.data.path is None and record.machine.torch is None
     assert "errors" not in record.to_json() and "correct" not in record.to_json()["metrics"]["slot_f1"]
     assert record.training.wall_s == 39.0 and record.training["hardware"] == "cpu" and not record.training.cached
+
+
+def test_the_python_of_docs_records_md_runs(monkeypatch):
+    """The typed way to read a record, as docs/records.md shows it, holds for the committed baseline."""
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)  # the example names the baseline from the repository root
+    blocks = re.findall(r"```python\n(.*?)```", (root / "docs" / "records.md").read_text(), re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/records.md", "exec"), {})
 
 
 def test_keys_of_a_newer_writer_are_kept():

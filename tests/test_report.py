@@ -20,10 +20,11 @@ from benchmarks.record import SCHEMA
 from benchmarks.stats import wilson_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BASELINES = Path(__file__).parent.parent / "fixtures" / "baselines"
 
 
 def make_record(task: str, model: str, correct: int, n: int = 40, train: float = 0.05, per_1k: float = 0.02) -> dict:
-    """A schema-1 record shaped like benchmarks/record.py (only the per-item outcomes are left out)."""
+    """A record (JSON) shaped like benchmarks/record.py, holding the sections every writer records."""
     ci = list(wilson_interval(correct, n))
     return {
         "schema": SCHEMA, "task": task, "model": model,
@@ -131,6 +132,17 @@ def test_report_names_the_machines_and_each_adapters_precision(tmp_path):
                                       plots=False)
     assert "Machines: cpu: 2 cores (precision auto -> fp32); cpu: Xeon (precision auto -> bf16)" in markdown
     assert "| $0.05 (fp32) |" in markdown and "| $0.05 (bf16) |" in markdown
+
+
+def test_the_committed_schema_1_baseline_reproduces_its_committed_report():
+    entries = report.entries_from([BASELINES / "seed-limit100-fp32.json"])
+    markdown = report.render_markdown(entries, ["fixtures/baselines/seed-limit100-fp32.json"], plots=True)
+    assert markdown == (BASELINES / "seed-limit100-fp32-report" / "report.md").read_text()
+
+
+def test_a_schema_1_record_reads_as_a_run_without_errors(tmp_path):
+    entries = report.entries_from([write_run(tmp_path / "run.json", make_record("spider", "m", 22) | {"schema": 1})])
+    assert (entries[0].errors, entries[0].error_reasons, entries[0].n, entries[0].accuracy) == (0, "", 40, 22 / 40)
 
 
 def test_errors_are_shown_beside_n_and_listed(tmp_path):

@@ -10,9 +10,9 @@ Exit codes:
     1  at least one regression, and no pair with errors
     2  unusable input: a file that cannot be read, is not JSON (or is nested too deeply to parse), is not
        pytest-benchmark JSON, holds no ftbench record or records of an unknown schema version, holds a malformed
-       record (a field of the wrong type, a NaN or infinite number, a value out of range: every one is named
-       with its file, pair and field), holds one (task, model) twice; two runs with no pair in common; an
-       --output equal to an input; a bad gating option. Nothing is written
+       record (a section missing, a field of the wrong type, a NaN or infinite number, a value out of range: every
+       one is named with its file, pair and field), holds one (task, model) twice; two runs with no pair in
+       common; an --output equal to an input; a bad gating option. Nothing is written
     3  at least one pair cannot be judged: the new run has errors, or either run has n = 0 (rerun it when the
        cause is fixed); regressions of other pairs are listed too
 """
@@ -38,8 +38,9 @@ exit codes:
   0  no regression (flags, added and removed pairs are reported but do not fail)
   1  at least one regression under the gating rules, and no pair with errors
   2  unusable input: unreadable, not JSON, not pytest-benchmark JSON, no ftbench record, an unknown record
-     schema version, a malformed record (wrong type, NaN/Infinity, out of range: each named by file, pair and
-     field), a (task, model) recorded twice, no pair in common, or --output equal to an input; nothing is written
+     schema version, a malformed record (missing section, wrong type, NaN/Infinity, out of range: each named by
+     file, pair and field), a (task, model) recorded twice, no pair in common, or --output equal to an input;
+     nothing is written
   3  a pair cannot be judged: the new run has errors (failed requests or scorers), or either run has n = 0
      (no item evaluated or scored); fix the cause and rerun
 """
