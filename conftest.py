@@ -13,7 +13,7 @@ import pytest
 from benchmarks.options import add_to_pytest
 from models.money import DEFAULT_MAX_COST_USD  # noqa: F401  (tests/test_pricing.py checks the one default here)
 
-OPT_IN_MARKERS = {"gpu": "--run-gpu", "paid": "--run-paid", "slow": "--run-slow"}
+OPT_IN_MARKERS = {"gpu": "--run-gpu", "paid": "--run-paid", "slow": "--run-slow", "serving": "--run-serving"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,7 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Paid, GPU and slow tests are opt-in: skipped with a reason that names the flag."""
+    """Paid, GPU, slow and serving tests are opt-in: skipped with a reason that names the flag."""
     for marker, flag in OPT_IN_MARKERS.items():
         if config.getoption(flag.lstrip("-").replace("-", "_")):
             continue

@@ -6,12 +6,11 @@ import contextlib
 
 import pytest
 
-from benchmarks.data import resolve_data
-from benchmarks.runner import OpenAISettings, PreparedModel, Settings, TrainSettings, prepare_model
+from benchmarks.options import option_values, settings_from_options
+from benchmarks.runner import PreparedModel, Settings, prepare_model
 from benchmarks.tasks import Task, get_task
 from models import catalog, progress
 from models.backends import backend_for
-from models.pricing import load_prices
 
 
 _previous_display = pytest.StashKey[progress.Display]()  # the display to restore when the session ends
@@ -72,6 +71,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = [pytest.param((t, m), id=f"{t}-{m}", marks=_marks(m, config))
                   for t in _tasks(config) for m in config.getoption("models")]
         metafunc.parametrize("pair", params)
+    if "serving_pair" in metafunc.fixturenames:  # local models only: an API is served by its provider
+        config = metafunc.config
+        entries = [catalog.get(m) for m in config.getoption("models")]
+        params = [pytest.param((t, e.name), id=f"{t}-{e.name}", marks=[pytest.mark.serving, *_marks(e.name, config)])
+                  for t in _tasks(config) for e in entries if backend_for(e).runs_here(e)]
+        metafunc.parametrize("serving_pair", params)
 
 
 def _marks(model_name: str, config: pytest.Config) -> list[pytest.MarkDecorator]:
@@ -82,16 +87,7 @@ def _marks(model_name: str, config: pytest.Config) -> list[pytest.MarkDecorator]
 
 def settings_from(config: pytest.Config) -> Settings:
     """The run's Settings from its options (resolved once per session)."""
-    opt = config.getoption
-    openai = OpenAISettings(base_url=opt("openai_base_url"), model=opt("openai_model"), epochs=opt("openai_epochs"),
-                            max_concurrency=opt("openai_concurrency"), timeout_s=opt("openai_timeout"),
-                            max_retries=opt("openai_max_retries"))
-    return Settings(data=resolve_data(opt("data")), limit=opt("limit"), prices=load_prices(opt("prices")),
-                    batch_size=opt("batch_size"), max_new_tokens=opt("max_new_tokens"),
-                    allow_paid=opt("run_paid"), max_cost_usd=opt("max_cost"),
-                    prediction_cache=not opt("no_prediction_cache"), max_error_rate=opt("max_error_rate"),
-                    openai=openai,
-                    train=TrainSettings(recipe_file=str(opt("recipe")) if opt("recipe") else None))
+    return settings_from_options(option_values(vars(config.option)), allow_paid=config.getoption("run_paid"))
 
 
 _tasks_by_name = pytest.StashKey[dict[str, Task]]()
@@ -135,6 +131,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def settings(pytestconfig: pytest.Config) -> Settings:
     return settings_from(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def serving_options(pytestconfig: pytest.Config):
+    from benchmarks.serving import ServingOptions
+
+    return ServingOptions(latency_slo_s=pytestconfig.getoption("latency_slo"))
 
 
 @pytest.fixture(scope="session")

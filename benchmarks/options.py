@@ -152,6 +152,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--run-gpu", "run tests marked gpu (needs CUDA)", False, action="store_true"),
     Option("--run-paid", "run tests marked paid (spends money; needs OPENAI_API_KEY)", False, action="store_true"),
     Option("--run-slow", "run tests marked slow (minutes of CPU work)", False, action="store_true"),
+    Option("--run-serving", "run the serving benchmarks (test_serving: a real model server per local pair, swept at "
+                            "rising concurrency; minutes each)", False, action="store_true"),
+    Option("--latency-slo", "p95 end-to-end latency a serving level must stay within to count as sustainable; the "
+                            "deploy cost is priced at the best such level", 10.0, positive_seconds, "SECONDS"),
     # How LoRA training trades memory and time for safety; none of it changes what the adapter learns.
     Option("--checkpoint-every", "save a resumable checkpoint every N optimizer steps (0: never)", 20, non_negative_int,
            "STEPS", used_by=FINETUNE_ONLY),

@@ -95,7 +95,7 @@ def _context_problems(pairs: list, rows: dict[str, list[Example]], settings: Set
     models: dict[tuple[str, str], list[str]] = {}
     tasks = {}
     for task, entry in pairs:
-        if backend_for(entry).context_limited(entry):
+        if backend_for(entry).runs_here(entry):
             models.setdefault((task.name, entry.weights), []).append(entry.name)
             tasks[task.name] = task
     found = []

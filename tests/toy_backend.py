@@ -68,8 +68,11 @@ class ToyBackend:
     def cache_folders(self, entries):
         return {}
 
-    def context_limited(self, entry):
+    def runs_here(self, entry):
         return False
+
+    def server(self, entry, prepared, device):
+        return None
 
 
 def register() -> None:

@@ -55,6 +55,8 @@ class PreparedModel:
     model: Model
     training: dict[str, Any] | None
     """What fine-tuning measured (None for base models), plus whether the adapter or job came from a cache."""
+    adapter: Path | None = None
+    """The LoRA adapter folder the model runs with (local fine-tuned entries), for serving the same model."""
 
 
 class BackendSettings(Protocol):
@@ -101,9 +103,15 @@ class Backend(Protocol):
         """{folder this backend writes for these entries: the variable that moves it}, checked before a run."""
         ...
 
-    def context_limited(self, entry: Any) -> bool:
-        """True when prompts must be checked against the model's context before the run (weights run here); an
-        API server refuses a long prompt itself and that item becomes an error."""
+    def runs_here(self, entry: Any) -> bool:
+        """True when the weights run on this machine: prompts are checked against the model's context before the run
+        (an API refuses a long prompt itself, and that item becomes an error), and the serving benchmark can serve
+        it here."""
+        ...
+
+    def server(self, entry: Any, prepared: PreparedModel, device: str) -> Any:
+        """A `models.serving.LocalServer` (not started) serving exactly the prepared model, for the serving
+        benchmark; None when the entry is served by its provider (an API)."""
         ...
 
 

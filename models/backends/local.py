@@ -56,7 +56,7 @@ class LocalBackend:
                                    "validation": data.validation_how,
                                    "train_fingerprint": fingerprint_rows(list(data.train_rows))}
         model = entry.load(adapter.path, adapter_fingerprint)
-        return PreparedModel(with_prediction_cache(model, settings, save_every=256), training)
+        return PreparedModel(with_prediction_cache(model, settings, save_every=256), training, adapter.path)
 
     def eval_cost(self, model: Model, entry, completions: Sequence[Completion], hardware: Hardware,
                   settings: BackendSettings) -> tuple[float | None, str]:
@@ -84,5 +84,17 @@ class LocalBackend:
 
         return {adapter_cache(): "FTBENCH_ADAPTER_CACHE"}
 
-    def context_limited(self, entry) -> bool:
+    def runs_here(self, entry) -> bool:
         return True
+
+    def server(self, entry, prepared: PreparedModel, device: str):
+        """vLLM applies the adapter beside the base; `transformers serve` has no adapter support, so it serves a
+        folder with the adapter merged in, as the evaluated HFModel runs it."""
+        from models.serving import LocalServer, prepare_served_folder
+
+        if entry.runtime == "vllm":
+            from models.weights import smollm2_folder
+
+            weights = smollm2_folder()[0] if entry.weights == "smollm2-135m" else entry.weights
+            return LocalServer(weights, engine="vllm", adapter=prepared.adapter, device=device)
+        return LocalServer(prepare_served_folder(entry, prepared.adapter).path, device=device)

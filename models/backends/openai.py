@@ -142,8 +142,11 @@ class OpenAIBackend:
 
         return {jobs_dir(): "FTBENCH_OPENAI_JOBS"}
 
-    def context_limited(self, entry) -> bool:
+    def runs_here(self, entry) -> bool:
         return False
+
+    def server(self, entry, prepared: PreparedModel, device: str):
+        return None  # served by its provider
 
 
 def training_info(data: TrainingData, rows: list[dict], validation: list[dict]) -> dict[str, Any]:
