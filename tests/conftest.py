@@ -1,10 +1,20 @@
-"""Shared fixtures for the harness's own tests: tiny models, a private cache folder."""
+"""Shared fixtures for the harness's own tests: tiny models, a private cache folder, CUDA for gpu-marked tests."""
 
 from __future__ import annotations
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A gpu-marked test needs CUDA: where torch sees none it is skipped, saying so, even when --run-gpu asks for it
+    (without --run-gpu the root conftest has skipped it already)."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip(f"marked gpu: torch {torch.__version__} sees no CUDA device here")
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +36,23 @@ def tiny():
 
     model, tokenizer, fingerprint = load_tiny_random()
     return HFModel("tiny-random", model, tokenizer, fingerprint)
+
+
+@pytest.fixture(scope="session")
+def tiny_on(tiny):
+    """`tiny_on(device, precision)`: tiny-random as an HFModel on 'cpu' or 'cuda' in 'fp32', 'bf16' or 'fp16', built
+    once per pair; ('cpu', 'fp32') is the `tiny` fixture itself. The weights are those of `tiny`, cast."""
+    from models.hf import HFModel
+    from models.precision import torch_dtype
+    from models.weights import load_tiny_random
+
+    built = {("cpu", "fp32"): tiny}
+
+    def on(device: str, precision: str) -> HFModel:
+        if (device, precision) not in built:
+            model, tokenizer, fingerprint = load_tiny_random()
+            model = model.to(device=device, dtype=torch_dtype(precision))
+            built[device, precision] = HFModel("tiny-random", model, tokenizer, fingerprint)
+        return built[device, precision]
+
+    return on

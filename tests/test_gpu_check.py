@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.perf import gpu_check
-from benchmarks.perf.gpu_check import SEED_LAYERS, SEED_TOKENS, Budget, Context, Skipped, Step
+from benchmarks.perf import gpu_check, seed_shape
+from benchmarks.perf.gpu_check import Budget, Context, Step
+from benchmarks.perf.seed_shape import SEED_LAYERS, SEED_TOKENS, TINY_SHAPE, Skipped
 from models.pricing import load_prices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +50,23 @@ def test_the_tiny_cpu_run_gives_every_step_an_honest_outcome(tiny_run):
     assert steps["B"]["outcome"] == steps["C"]["outcome"] == "passed"
 
 
+def test_step_a_selects_the_cuda_variants_and_leaves_the_cpu_ones_to_the_unit_suite(tiny_run):
+    _, result, _ = tiny_run
+    selected = {t["test"] for t in result["steps"]["A"]["tests"]}
+    for test in ("tests.test_decoding::test_tiny_random_outputs_identical_in_every_mode[cuda-{}-spider]",
+                 "tests.test_lora_resume::test_resumed_run_ends_with_the_clean_runs_adapter[cuda-{}]",
+                 "tests.test_prediction_cache::test_the_same_weights_on_another_device_or_in_another_precision_miss"
+                 "[cuda-{}]"):
+        assert {test.format(precision) for precision in ("fp32", "bf16", "fp16")} <= selected, test
+    assert not [t for t in selected if "cpu-" in t or "[auto]" in t or "smollm2" in t]
+
+
 def test_measured_numbers_are_finite_and_positive(tiny_run):
     _, result, _ = tiny_run
     training, decoding = result["steps"]["B"], result["steps"]["C"]
     micro_batch = training["micro_batch"]["sequences"] * training["micro_batch"]["tokens"]
     measured = [r for r in training["runs"] if r["outcome"] == "measured"]
-    assert {r["layers"] for r in measured} == set(gpu_check.TINY_SHAPE.depths)
+    assert {r["layers"] for r in measured} == set(TINY_SHAPE.depths)
     for run in measured:
         for name in ("seconds_per_step", "tokens_per_s", "peak_memory_gib"):
             assert math.isfinite(run[name]) and run[name] > 0, (name, run)
@@ -75,7 +87,7 @@ def test_the_projection_is_the_measurements_carried_to_48_layers_and_priced(tiny
     for projection in training["projections"]:
         runs = [r for r in training["runs"]
                 if r["outcome"] == "measured" and r["gradient_checkpointing"] == projection["gradient_checkpointing"]]
-        per_step, basis = gpu_check.project([(r["layers"], r["seconds_per_step"]) for r in runs])
+        per_step, basis = seed_shape.project([(r["layers"], r["seconds_per_step"]) for r in runs])
         assert projection["basis"] == basis and basis.startswith("projected")  # tiny never measures 48 layers
         assert projection["tokens_per_s"] == pytest.approx(micro_batch / per_step)
         assert projection["seed_tokens"] == SEED_TOKENS == 400 * 128 * 512
@@ -97,7 +109,7 @@ def test_the_markdown_names_every_step_and_its_outcome(tiny_run):
 
 
 def context(tmp_path: Path, seconds: float = 300) -> Context:
-    return Context("cpu", gpu_check.TINY_SHAPE, Budget(seconds), tmp_path / "out")
+    return Context("cpu", TINY_SHAPE, Budget(seconds), tmp_path / "out")
 
 
 def test_a_failing_step_still_leaves_both_files_with_that_step_failed(tmp_path):
@@ -146,12 +158,12 @@ def test_a_bad_steps_flag_is_refused_before_anything_runs(tmp_path):
 def test_projection_recovers_a_line_and_never_undershoots_the_deepest_point(fixed, per_layer, near, extra):
     far = near + extra
     points = [(near, fixed + per_layer * near), (far, fixed + per_layer * far)]
-    value, basis = gpu_check.project(points)
+    value, basis = seed_shape.project(points)
     assert value == pytest.approx(fixed + per_layer * SEED_LAYERS, rel=1e-9, abs=1e-6)
     assert value >= points[-1][1] - 1e-9 or far > SEED_LAYERS
     assert basis == f"projected: line through {near} and {far} layers"
-    assert gpu_check.project(points + [(SEED_LAYERS, 7.0)]) == (7.0, f"measured at {SEED_LAYERS} layers")
-    single, _ = gpu_check.project(points[:1])
+    assert seed_shape.project(points + [(SEED_LAYERS, 7.0)]) == (7.0, f"measured at {SEED_LAYERS} layers")
+    single, _ = seed_shape.project(points[:1])
     assert single == pytest.approx(points[0][1] * SEED_LAYERS / near)
 
 

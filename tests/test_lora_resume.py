@@ -1,4 +1,5 @@
-"""Fine-tuning that survives: resume equals a clean run, damaged cache entries are rebuilt, bad recipes refused."""
+"""Fine-tuning that survives: resume equals a clean run (on the CPU, and with --run-gpu on CUDA in fp32, bf16 and
+fp16), damaged cache entries are rebuilt, bad recipes refused."""
 
 from __future__ import annotations
 
@@ -13,16 +14,35 @@ from safetensors.torch import load_file
 from models.errors import ConfigError
 from models.finetune import lora
 from models.finetune.recipe import TINY, LoraRecipe, validate_recipe
+from models.precision import CONCRETE
 from models.weights import load_tiny_random
 
 PAIRS = [lora.TrainingPair(f"Q: {i} plus {i}?\nA: ", str(2 * i)) for i in range(24)]
 VALIDATION = [lora.TrainingPair(f"Q: {i} plus {i}?\nA: ", str(2 * i)) for i in range(30, 36)]
 BASE = {"base": "tiny-random", "weights": "random-init:seed=0"}
 RECIPE = dataclasses.replace(TINY, max_steps=9, batch_size=4, dropout=0.1)
+ON_CUDA = [pytest.param(precision, marks=pytest.mark.gpu, id=f"cuda-{precision}") for precision in CONCRETE]
+"""The recipe's precision on a GPU (gpu-marked: --run-gpu); 'auto' is this machine's own choice, as always."""
 
 
 class Interrupted(Exception):
     pass
+
+
+@pytest.fixture(autouse=True)
+def reproducible_training(monkeypatch):
+    """The tests here compare trainings bit for bit. On CUDA that needs torch's deterministic algorithms: by default
+    attention's backward adds its partial sums in an order that may change from run to run. A CPU needs nothing."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic mode refuses cuBLAS without it
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)  # strict: an op with no deterministic kernel fails, naming itself
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def interrupt_at(step_to_fail: int):
@@ -41,13 +61,17 @@ def weights(adapter):
     return load_file(str(adapter.path / "adapter_model.safetensors"))
 
 
-def test_resumed_run_ends_with_the_clean_runs_adapter(tmp_path):
-    clean = train(tmp_path / "clean", checkpoint_every=3)
+@pytest.mark.parametrize("precision", [pytest.param("auto", id="auto"), *ON_CUDA])
+def test_resumed_run_ends_with_the_clean_runs_adapter(tmp_path, precision):
+    recipe = dataclasses.replace(RECIPE, precision=precision)
+    clean = train(tmp_path / "clean", recipe, checkpoint_every=3)
+    if precision != "auto":  # the CUDA variants: trained on the GPU, in that precision
+        assert clean.info["hardware"]["key"] != "cpu" and clean.info["precision"] == precision, clean.info
     with pytest.raises(Interrupted):
-        train(tmp_path / "resumed", checkpoint_every=3, on_step=interrupt_at(7))  # after the checkpoint at 6
+        train(tmp_path / "resumed", recipe, checkpoint_every=3, on_step=interrupt_at(7))  # after the checkpoint at 6
     published = [p for p in (tmp_path / "resumed").iterdir() if not p.name.startswith(".")]
     assert published == [], "an interrupted run must not publish an adapter"
-    resumed = train(tmp_path / "resumed", checkpoint_every=3)
+    resumed = train(tmp_path / "resumed", recipe, checkpoint_every=3)
     assert resumed.info["resumed_from"] == [6]
     assert resumed.info["loss_curve"] == clean.info["loss_curve"]
     first, second = weights(clean), weights(resumed)

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from models.base import Completion, GenerationConfig, Message, Model, Prompt, Usage
+from models.precision import CONCRETE
 from models.prediction_cache import CachedModel, PredictionCache
+
+ON_DEVICES = [pytest.param("cpu", "fp32", id="cpu-fp32"),
+              *(pytest.param("cuda", p, marks=pytest.mark.gpu, id=f"cuda-{p}") for p in CONCRETE)]
+"""Where tiny-random answers: the CPU in fp32, and CUDA in each precision (gpu-marked: --run-gpu)."""
+DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 class EchoModel:
@@ -176,3 +182,20 @@ def test_a_retrained_adapter_with_other_weights_misses(cache, tmp_path):
     CachedModel(first, cache).generate(prompts, config)
     assert CachedModel(again, cache).misses(prompts, config) == []  # the same weights: hits
     assert CachedModel(retrained, cache).misses(prompts, config) == [0, 1]
+
+
+@pytest.mark.parametrize("device, precision", ON_DEVICES)
+def test_the_same_weights_on_another_device_or_in_another_precision_miss(cache, tiny_on, device, precision):
+    """Greedy answers depend on the arithmetic: what tiny-random answered on one device in one precision is served
+    to it there again, never to the same weights on another device or in another precision."""
+    prompts, config = PROMPTS[:2], GenerationConfig(max_new_tokens=3, stop=())
+    model = tiny_on(device, precision)
+    identity = model.fingerprint()
+    assert (identity["device"], identity["dtype"]) == (device, DTYPE_NAMES[precision])
+    first = CachedModel(model, cache).generate(prompts, config)
+    served = CachedModel(model, cache).generate(prompts, config)
+    assert all(c.cached for c in served) and [c.text for c in served] == [c.text for c in first]
+    other_precision = "bf16" if precision == "fp32" else "fp32"
+    elsewhere = [(device, other_precision)] + ([("cpu", precision)] if device == "cuda" else [])
+    for other in elsewhere:
+        assert CachedModel(tiny_on(*other), cache).misses(prompts, config) == [0, 1], other
