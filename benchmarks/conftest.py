@@ -71,7 +71,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = [pytest.param((t, m), id=f"{t}-{m}", marks=_marks(m, config))
                   for t in _tasks(config) for m in config.getoption("models")]
         metafunc.parametrize("pair", params)
-    if "serving_pair" in metafunc.fixturenames:  # local models only: an API is served by its provider
+    if "serving_pair" in metafunc.fixturenames:  # weights that run here; an API serves itself
         config = metafunc.config
         entries = [catalog.get(m) for m in config.getoption("models")]
         params = [pytest.param((t, e.name), id=f"{t}-{e.name}", marks=[pytest.mark.serving, *_marks(e.name, config)])

@@ -14,7 +14,8 @@ from benchmarks.data import REPO_ROOT
 def test_a_new_backend_runs_the_whole_benchmark_suite(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT / "tests"))
     result = pytester.runpytest_subprocess(
-        str(REPO_ROOT / "benchmarks"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider", "-p", "toy_backend",
+        str(REPO_ROOT / "benchmarks" / "test_accuracy.py"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        "-p", "toy_backend",
         "--models", "toy-nearest,tiny-random", "--tasks", "viggo", "--limit", "6", "--benchmark-json", "out.json")
     result.assert_outcomes(passed=2)
     runs = {b["name"]: b["extra_info"] for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}

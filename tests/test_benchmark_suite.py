@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.data import REPO_ROOT
 
-BASE_ARGS = [str(REPO_ROOT / "benchmarks"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+BASE_ARGS = [str(REPO_ROOT / "benchmarks" / "test_accuracy.py"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
              "--models", "tiny-random,tiny-random-lora", "--tasks", "spider,viggo"]
 
 
