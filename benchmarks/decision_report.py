@@ -64,7 +64,7 @@ def _from_estimate(estimate: Mapping[str, Any]) -> Candidate:
     return Candidate(estimate["task"], estimate["model"], None, None, cost["train"],
                      per_request_usd=cost["per_1k_requests"] / 1000,
                      source=f"{estimate['task']}-{estimate['model']} (estimate record, prices of "
-                            f"{estimate.get('prices_date')})")
+                            f"{cost.get('prices_date')})")
 
 
 def render_decision(candidates: Sequence[Candidate], volumes: Sequence[float], months: float,

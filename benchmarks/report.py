@@ -30,6 +30,8 @@ from models.errors import MissingDependencyError
 from models.files import replacing, write_atomic
 
 REPORT_NAME, SCATTER_NAME, BARS_NAME = "report.md", "accuracy_vs_cost.png", "cost_breakdown.png"
+DEFAULT_MONTHS = 12.0
+"""Months over which the decision section spreads the training cost."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,10 @@ class Entry:
 
 def entries_from(paths: Sequence[str | os.PathLike[str]]) -> list[Entry]:
     """Every record of every file, labelled by file when there are several; raises DiffInputError on bad input."""
-    runs = [read_run(p) for p in paths]
+    return _entries([read_run(p) for p in paths])
+
+
+def _entries(runs: Sequence[Run]) -> list[Entry]:
     labels = _run_labels(runs)
     entries = [_entry(label, record) for run, label in zip(runs, labels) for record in run.records.values()]
     return sorted(entries, key=lambda e: (e.task, e.model, e.run))
@@ -269,16 +274,44 @@ def plot_cost_breakdown(entries: Sequence[Entry], path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- files
 
 
-def write_report(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], plots: bool = True) -> str:
-    """Write report.md (and the figures) into `out`; returns the Markdown. Raises FtbenchError on bad input."""
+def write_report(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], plots: bool = True,
+                 volumes: Sequence[float] = (), months: float = DEFAULT_MONTHS) -> str:
+    """Write report.md (and the figures) into `out`; returns the Markdown. Raises FtbenchError on bad input.
+
+    The decision section (benchmarks/decision_report.py) comes when the runs hold serving or estimate records, or
+    when `volumes` (requests per month) ask for a pick."""
+    from benchmarks import decision_report as decision
+
+    decision.check_volumes(volumes, months)
     out = Path(out)
-    targets = [out / REPORT_NAME, *([out / SCATTER_NAME, out / BARS_NAME] if plots else [])]
+    runs = [read_run(p) for p in paths]
+    candidates = _candidates(runs) if volumes or any(r.serving or r.estimates for r in runs) else []
+    tasks = sorted({c.task for c in candidates})
+    cost_plots = {task: decision.plot_name(task) for task in tasks} if plots else {}
+    targets = [out / REPORT_NAME, *([out / SCATTER_NAME, out / BARS_NAME] if plots else []),
+               *(out / name for name in cost_plots.values())]
     refuse_overwriting_inputs(targets, paths)
-    entries = entries_from(paths)
+    entries = _entries(runs)
     markdown = render_markdown(entries, [str(p) for p in paths], plots)
+    if candidates:
+        markdown += "\n" + decision.render_decision(candidates, volumes, months, cost_plots)
     out.mkdir(parents=True, exist_ok=True)
     if plots:  # figures first: a missing matplotlib then leaves nothing half-written
         plot_accuracy_vs_cost(entries, out / SCATTER_NAME)
         plot_cost_breakdown(entries, out / BARS_NAME)
+        for task, name in cost_plots.items():
+            decision.plot_monthly_cost(candidates, task, months, out / name, _figure, _save_png)
     write_atomic(out / REPORT_NAME, markdown)
     return markdown
+
+
+def _candidates(runs: Sequence[Run]):
+    """The decision's candidates from every file's records; for a pair in several files, the last file's."""
+    from benchmarks.decision_report import candidates_from
+
+    records, serving, estimates = {}, {}, {}
+    for run in runs:
+        records |= run.records
+        serving |= {pair: r for pair, r in run.serving.items() if not r.get("failure")}  # a failed run proves nothing
+        estimates |= run.estimates
+    return candidates_from(records, serving, estimates)

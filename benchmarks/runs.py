@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import READABLE_SCHEMAS, SCHEMA, Record, RecordError
+from benchmarks.record import READABLE_SCHEMAS, SCHEMA, Record, RecordError, nonfinite_to_null
 from models.errors import ConfigError
 
 Pair = tuple[str, str]
@@ -40,6 +40,11 @@ class Run:
     datetime: str | None
     commit: str | None
     records: dict[Pair, Record]
+    """The benchmark records (test_accuracy): what diff compares and gates."""
+    serving: dict[Pair, dict[str, Any]] = field(default_factory=dict)
+    """Serving records (test_serving, kind 'serving'): deploy throughput and cost, for the report's decision."""
+    estimates: dict[Pair, dict[str, Any]] = field(default_factory=dict)
+    """Estimate records (`ftbench estimate --json`, kind 'estimate'): an API candidate priced, not run."""
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "datetime": self.datetime, "commit": self.commit}
@@ -56,12 +61,38 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     benchmarks = _benchmark_list(document, path)
     commit = document.get("commit_info") or {}
     commit = commit.get("id") if isinstance(commit, dict) else None
+    side = {kind: _side_records(benchmarks, kind, path) for kind in SIDE_KINDS}
     return Run(
         path=str(path),
         datetime=_text_or_none(document.get("datetime")),  # both are only shown: a wrong type is dropped, not fatal
         commit=_text_or_none(commit),
-        records=_records_by_pair(benchmarks, path),
+        records=_records_by_pair([b for b in benchmarks if _kind(b) is None], path, any(side.values())),
+        serving=side["serving"], estimates=side["estimate"],
     )
+
+
+SIDE_KINDS = {"serving": ("task", "model", "latency_slo_s", "sustainable", "cost_usd", "failure"),
+              "estimate": ("task", "model", "cost_usd")}
+"""Records beside the benchmark records, by `kind`, and the keys each must have."""
+
+
+def _kind(benchmark: dict[str, Any]) -> str | None:
+    data = benchmark.get("extra_info")
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+def _side_records(benchmarks: list[dict[str, Any]], kind: str, path: object) -> dict[Pair, dict[str, Any]]:
+    """The records of one side kind by (task, model), checked: the keys the report reads, finite numbers only."""
+    found: dict[Pair, dict[str, Any]] = {}
+    for benchmark in (b for b in benchmarks if _kind(b) == kind):
+        data = benchmark["extra_info"]
+        name = _text_or_none(benchmark.get("name")) or "?"
+        problems = [f"{key} is missing" for key in SIDE_KINDS[kind] if key not in data]
+        problems += [f"{field_name} is not a finite number" for field_name in nonfinite_to_null(data)[1]]
+        if problems:
+            raise DiffInputError(_malformed(path, [f"{path}: {kind} record {name}: {p}" for p in problems]))
+        found[(data["task"], data["model"])] = data
+    return found
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -101,7 +132,7 @@ def _benchmark_list(document: Any, path: object) -> list[dict[str, Any]]:
     return [b for b in document["benchmarks"] if isinstance(b, dict)]
 
 
-def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pair, Record]:
+def _records_by_pair(benchmarks: list[dict[str, Any]], path: object, others: bool = False) -> dict[Pair, Record]:
     records: dict[Pair, Record] = {}
     names: dict[Pair, str] = {}
     problems: list[str] = []
@@ -127,7 +158,7 @@ def _records_by_pair(benchmarks: list[dict[str, Any]], path: object) -> dict[Pai
         records[record.pair], names[record.pair] = record, name
     if problems:
         raise DiffInputError(_malformed(path, problems))
-    if not records:
+    if not records and not others:
         raise DiffInputError(
             f"{path}: none of its {len(benchmarks)} benchmarks carries an ftbench record (extra_info with 'schema'); "
             f"pass the JSON of a `pytest benchmarks` run"

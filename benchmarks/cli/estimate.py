@@ -10,6 +10,7 @@ x the output price. A fine-tuned model is billed at the price table's [openai.fi
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from benchmarks.options import ESTIMATE, add_to_argparse, offered_by, option_values, settings_from_options
 from models.errors import ConfigError
@@ -21,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="an OpenAI fine-tuned catalog entry, e.g. gpt-3.5-turbo-ft, "
                         "or openai-compatible with --openai-model (evaluation only)")
     add_to_argparse(parser, offered_by(ESTIMATE))
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="also write the estimate as a record (kind 'estimate', pytest-benchmark JSON) that "
+                             "`ftbench report` prices as a candidate whose accuracy is unknown")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
         usd = tokens * spec.epochs * training.usd_per_million / 1e6
         print(f"  whole {task.train_split} split ({len(whole_split):,} examples, no validation holdout, as the seed "
               f"trained): {tokens:,} tokens per epoch -> {tokens * spec.epochs:,} trained tokens -> {_usd(usd)}")
-    _print_eval_estimate(task, settings, spec.encoding, spec.price_family, finetuned=True)
+    evaluation = _print_eval_estimate(task, settings, spec.encoding, spec.price_family, finetuned=True)
+    if args.json is not None:
+        write_estimate_record(args.json, task, entry, settings, training, evaluation, spec)
     base = settings.prices.family_of(spec.price_family, finetuned=False)
     if base:  # what the untuned model would cost to serve: the other side of the seed's comparison
         _print_eval_estimate(task, settings, spec.encoding, base, finetuned=False, compact=True)
@@ -94,13 +100,13 @@ def _epochs_source(override: int | None, entry, task) -> str:
     return "OpenAI's auto rule for this many examples"
 
 
-def _print_eval_estimate(task, settings, encoding: str, family: str, *, finetuned: bool, compact: bool = False) -> None:
+def _print_eval_estimate(task, settings, encoding: str, family: str, *, finetuned: bool, compact: bool = False):
     from models.openai_api import estimate_requests
     from models.tokens import text_tokens
 
     examples = task.examples(settings.data, task.eval_split)
     if not examples:
-        return
+        return None
     messages = [task.prompt(e).api_messages() for e in examples]
     answers = [text_tokens(e.target, encoding) for e in examples]
     estimate = estimate_requests(messages, answers, encoding, settings.prices.token_prices(family, finetuned=finetuned))
@@ -108,7 +114,7 @@ def _print_eval_estimate(task, settings, encoding: str, family: str, *, finetune
     if compact:  # same prompts and answers as the line above, other prices
         print(f"base model eval    {family} at base prices ${estimate.input_usd_per_million:.2f} in / "
               f"${estimate.output_usd_per_million:.2f} out per 1M: per 1K requests {_usd(estimate.usd_per_1k_requests)}")
-        return
+        return estimate
     kind = "fine-tuned" if finetuned else "base"
     print(f"evaluation         {n:,} prompts of the {task.eval_split} split, {kind} {family} prices "
           f"${estimate.input_usd_per_million:.2f} in / ${estimate.output_usd_per_million:.2f} out per 1M tokens")
@@ -116,6 +122,31 @@ def _print_eval_estimate(task, settings, encoding: str, family: str, *, finetune
     print(f"  output           mean {estimate.output_tokens / n:,.1f} tokens per request (reference answers)")
     print(f"  per 1K requests  {_usd(estimate.usd_per_1k_requests)}; the whole {task.eval_split} split "
           f"{_usd(estimate.usd)}")
+    return estimate
+
+
+def write_estimate_record(path: Path, task, entry, settings, training, evaluation, spec) -> None:
+    """The estimate as a record `ftbench report` reads beside benchmark runs (pytest-benchmark JSON, one entry of
+    kind 'estimate'): an API candidate priced by the table, its accuracy unknown until it is run."""
+    import json
+
+    from benchmarks.record import SCHEMA
+    from models.files import write_atomic
+
+    if evaluation is None:
+        raise ConfigError(f"{task.name} has no {task.eval_split} rows to price requests with; nothing written to "
+                          f"{path}")
+    record = {"schema": SCHEMA, "kind": "estimate", "task": task.name, "model": entry.name,
+              "data": settings.data.to_json() | {"split": task.eval_split, "n": evaluation.requests},
+              "job": {"base_model": spec.base_model, "epochs": spec.epochs, "trained_tokens": training.trained_tokens,
+                      "price_family": spec.price_family},
+              "cost_usd": {"train": training.usd, "per_1k_requests": evaluation.usd_per_1k_requests,
+                           "prices_date": settings.prices.date, "price_file": settings.prices.source,
+                           "basis": "estimate: exact training tokens x epochs; eval prompts' exact input tokens and "
+                                    "the reference answers' tokens as output, at fine-tuned prices"}}
+    document = {"benchmarks": [{"name": f"estimate[{task.name}-{entry.name}]", "extra_info": record}]}
+    write_atomic(path, json.dumps(document, indent=1, allow_nan=False))
+    print(f"wrote {path}")
 
 
 def _usd(amount: float) -> str:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.report import BARS_NAME, REPORT_NAME, SCATTER_NAME, write_report
+from benchmarks.report import BARS_NAME, DEFAULT_MONTHS, REPORT_NAME, SCATTER_NAME, write_report
 from models.errors import FtbenchError
 
 EXIT_OK, EXIT_UNUSABLE = 0, 2
@@ -25,12 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("ftbench-report"), metavar="DIR",
                         help="folder for report.md and the PNG figures (default: %(default)s)")
     parser.add_argument("--no-plots", action="store_true", help="write the Markdown only (no matplotlib needed)")
+    parser.add_argument("--volume", type=float, action="append", default=[], metavar="N",
+                        help="requests per month to pick a candidate at (repeat for several); adds the decision "
+                             "section")
+    parser.add_argument("--months", type=float, default=DEFAULT_MONTHS, metavar="M",
+                        help="months over which training cost is spread in the decision section (default: %(default)g)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `ftbench report`; returns 0 when written, 2 on unusable input or a missing matplotlib."""
     try:
-        markdown = write_report(args.runs, args.out, plots=not args.no_plots)
+        markdown = write_report(args.runs, args.out, plots=not args.no_plots, volumes=args.volume, months=args.months)
     except (FtbenchError, OSError) as error:
         print(f"ftbench report: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
