@@ -69,6 +69,8 @@ class Candidate:
     hosting: Hosting | None = None
     items: Mapping[str, bool | float | None] = field(default_factory=dict)
     """Headline outcome per item id, for the paired test."""
+    data_fingerprint: str | None = None
+    """Hash of the evaluated rows: items are paired only between candidates evaluated on the same rows."""
     source: str = ""
     """Where the numbers come from (record files and test names)."""
 
@@ -88,30 +90,41 @@ class Candidate:
         return training + monthly_requests * self.per_request_usd
 
 
-def break_even(api: Candidate, hosted: Candidate, months: float) -> float | None:
-    """The lowest monthly volume at which the self-hosted candidate costs no more than the API one; None when it
-    never does (or a cost is unknown). Past it, each added instance may briefly tip the balance back: the plot shows
-    the steps.
+@dataclass(frozen=True)
+class BreakEven:
+    """Monthly volumes over which self-hosting costs no more than the API."""
 
-    Within the k-th instance's range ((k-1) C, k C], self-hosting costs the constant t_h + k F and the API
-    t_a + p v, so the first range where self-hosting wins at its end holds the answer; past that point the gap at
-    range ends changes by k (p C - F).
+    start: float
+    """The lowest such volume."""
+    end: float | None
+    """Where self-hosting stops paying for good (None: never). Between start and end, each added instance may
+    briefly tip the balance back: the plot shows the steps."""
+
+
+def break_even(api: Candidate, hosted: Candidate, months: float) -> BreakEven | None:
+    """From which monthly volume (and up to which) the self-hosted candidate costs no more than the API one; None
+    when it never does or a cost is unknown.
+
+    Within the k-th instance's range ((k-1) C, k C], self-hosting costs the constant t_h + k F and the API t_a + p v,
+    so self-hosting wins somewhere in that range exactly when it wins at its end: gap <= k (p C - F), with gap the
+    difference of the amortized training costs. The left side is fixed and the right side moves by (p C - F) per
+    range, so the winning ranges are all from some k on (p C > F) or all up to some k (p C <= F).
     """
     if hosted.hosting is None or api.per_request_usd is None or api.train_usd is None or hosted.train_usd is None:
         return None
     p, h = api.per_request_usd, hosted.hosting
     fixed, capacity = h.fixed_monthly_usd, h.capacity_per_hour * HOURS_PER_MONTH
-    gap = (hosted.train_usd - api.train_usd) / months  # how much more self-hosting's training costs per month
-    per_range = p * capacity - fixed  # how much the API's cost outgrows one more instance, per range
-    if gap <= per_range:
-        k = 1
-    elif per_range <= 0:
-        return None
+    gap = (hosted.train_usd - api.train_usd) / months
+    per_range = p * capacity - fixed
+    if per_range > 0:
+        first, last = max(1, math.ceil(gap / per_range)), None
+    elif gap <= per_range:  # wins in the first range; p C <= F: the API gains on every later range
+        first = 1
+        last = None if per_range == 0 and gap <= 0 else (math.floor(gap / per_range) if per_range < 0 else 1)
     else:
-        k = math.ceil(gap / per_range)
-    if p == 0:
-        return 0.0 if gap + k * fixed <= 0 else None
-    return max((k - 1) * capacity, (gap + k * fixed) / p, 0.0)
+        return None
+    start = 0.0 if p == 0 else max((first - 1) * capacity, (gap + first * fixed) / p, 0.0)
+    return BreakEven(start, None if last is None else last * capacity)
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,8 @@ def judge(candidates: Sequence[Candidate], *, admit_unknown: bool = True) -> lis
             judged.append(Judged(c, None, admit_unknown, "accuracy unknown (no run): not judged"))
         elif c is best:
             judged.append(Judged(c, None, True, "most accurate"))
+        elif c.data_fingerprint != best.data_fingerprint:
+            judged.append(Judged(c, None, False, f"evaluated on other rows than {best.model}: cannot be compared"))
         else:
             test = paired_test([(best.items[i], c.items[i]) for i in best.items.keys() & c.items.keys()
                                 if best.items[i] is not None and c.items[i] is not None])

@@ -25,16 +25,30 @@ Pair = tuple[str, str]
 
 
 def candidates_from(records: Mapping[Pair, Any], serving: Mapping[Pair, Mapping[str, Any]],
-                    estimates: Mapping[Pair, Mapping[str, Any]]) -> list[Candidate]:
-    """Every task x model with what its records say, in (task, model) order."""
-    found = []
+                    estimates: Mapping[Pair, Mapping[str, Any]]) -> tuple[list[Candidate], list[str]]:
+    """Every task x model with what its records say, in (task, model) order, and notes on records left unused."""
+    found, notes = [], []
     for pair in sorted(set(records) | set(serving) | set(estimates)):
         record, served, estimate = records.get(pair), serving.get(pair), estimates.get(pair)
+        if served is not None and (record is None or not _same_model(record.model_fingerprint,
+                                                                    served.get("model_fingerprint"))):
+            why = "no benchmark record of it" if record is None else "its model is not the benchmarked one"
+            notes.append(f"serving record of {pair[0]} x {pair[1]} not used: {why}")
+            served = None
         if record is not None:
             found.append(_from_record(record, served))
         elif estimate is not None:
             found.append(_from_estimate(estimate))
-    return found
+    return found, notes
+
+
+IDENTITY = ("base", "weights", "adapter")
+"""Fingerprint fields that name the model (newer records add dtype, device, ... which older ones lack)."""
+
+
+def _same_model(benchmarked: Mapping[str, Any] | None, served: Mapping[str, Any] | None) -> bool:
+    shared = [key for key in IDENTITY if key in (benchmarked or {}) and key in (served or {})]
+    return bool(shared) and all(benchmarked[key] == served[key] for key in shared)
 
 
 def _from_record(record, served: Mapping[str, Any] | None) -> Candidate:
@@ -48,12 +62,13 @@ def _from_record(record, served: Mapping[str, Any] | None) -> Candidate:
         source += " + its serving record"
     return Candidate(record.task, record.model, record.accuracy, tuple(record.ci95) if record.ci95 else None,
                      record.cost.train, per_request_usd=per_1k / 1000 if by_tokens and per_1k is not None else None,
-                     hosting=None if by_tokens else hosting, items=items, source=source)
+                     hosting=None if by_tokens else hosting, items=items, source=source,
+                     data_fingerprint=record.data.fingerprint)
 
 
 def _hosting(served: Mapping[str, Any]) -> Hosting | None:
     best, cost = served.get("sustainable"), served.get("cost_usd") or {}
-    if not best or not cost.get("hourly") or not best.get("requests_per_s"):
+    if not best or cost.get("hourly") is None or not best.get("requests_per_s"):
         return None
     return Hosting(hourly_usd=cost["hourly"], capacity_per_hour=best["requests_per_s"] * 3600,
                    slo_s=served["latency_slo_s"], concurrency=best["concurrency"])
@@ -68,13 +83,14 @@ def _from_estimate(estimate: Mapping[str, Any]) -> Candidate:
 
 
 def render_decision(candidates: Sequence[Candidate], volumes: Sequence[float], months: float,
-                    plots: Mapping[str, str] | None = None) -> str:
+                    plots: Mapping[str, str] | None = None, notes: Sequence[str] = ()) -> str:
     """The Markdown section; `plots` maps a task to its figure's file name."""
     lines = ["## Which to pick", "",
              f"Monthly cost = training / {months:g} months + either the API's price per request x requests, or "
              f"always-on instances x hourly price x 730 h (one instance serves what it sustained within the latency "
              f"SLO). Eligible: not significantly less accurate than the most accurate candidate (paired test on the "
-             f"same items, p < 0.05); unknown accuracy is not judged.", ""]
+             f"same items, p < 0.05); unknown accuracy is not judged.", "",
+             *(f"Note: {note}." for note in notes), *([""] if notes else [])]
     for task in sorted({c.task for c in candidates}):
         group = [c for c in candidates if c.task == task]
         judged = judge(group)
@@ -99,7 +115,7 @@ def _candidate_table(judged: Sequence[Judged]) -> list[str]:
         elif c.per_request_usd is not None:
             deploy, fixed = f"{usd(c.per_request_usd * 1000)} (API tokens)", "-"
         else:
-            deploy, fixed = "unknown (run the serving benchmark: --run-serving)", "unknown"
+            deploy, fixed = "unknown (no serving record: pytest benchmarks --run-serving)", "unknown"
         rows.append(f"| {c.model} | {accuracy} | {usd(c.train_usd)} | {deploy} | {fixed} | "
                     f"{'yes' if j.eligible else 'no'}: {j.why} | {c.source} |")
     return rows
@@ -110,13 +126,21 @@ def _break_evens(group: Sequence[Candidate], months: float) -> list[str]:
     hosted = [c for c in group if c.hosting is not None]
     if not apis or not hosted:
         return []
-    lines = ["Break-even (self-hosting costs no more from this many requests a month):", ""]
+    lines = ["Break-even (monthly volumes at which self-hosting costs no more than the API):", ""]
     for a in apis:
         for h in hosted:
-            volume = break_even(a, h, months)
-            shown = "never" if volume is None else f"{volume:,.0f} requests/month"
-            lines.append(f"- {h.model} vs {a.model}: {shown}")
+            lines.append(f"- {h.model} vs {a.model}: {_break_even_text(a, h, months)}")
     return lines + [""]
+
+
+def _break_even_text(api: Candidate, hosted: Candidate, months: float) -> str:
+    if api.train_usd is None or hosted.train_usd is None:
+        return "unknown (a training cost is unknown)"
+    found = break_even(api, hosted, months)
+    if found is None:
+        return "never: the API costs less at every volume"
+    until = "" if found.end is None else f" up to {found.end:,.0f}"
+    return f"from {found.start:,.0f}{until} requests/month"
 
 
 def _pick_line(chosen: Pick) -> str:

@@ -285,22 +285,22 @@ def write_report(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike
     decision.check_volumes(volumes, months)
     out = Path(out)
     runs = [read_run(p) for p in paths]
-    candidates = _candidates(runs) if volumes or any(r.serving or r.estimates for r in runs) else []
-    tasks = sorted({c.task for c in candidates})
-    cost_plots = {task: decision.plot_name(task) for task in tasks} if plots else {}
-    targets = [out / REPORT_NAME, *([out / SCATTER_NAME, out / BARS_NAME] if plots else []),
+    entries = _entries(runs)
+    candidates, notes = _candidates(runs) if volumes or any(r.serving or r.estimates for r in runs) else ([], [])
+    cost_plots = {task: decision.plot_name(task) for task in sorted({c.task for c in candidates})} if plots else {}
+    figures = plots and bool(entries)  # estimate or serving records alone have no accuracy to plot
+    targets = [out / REPORT_NAME, *([out / SCATTER_NAME, out / BARS_NAME] if figures else []),
                *(out / name for name in cost_plots.values())]
     refuse_overwriting_inputs(targets, paths)
-    entries = _entries(runs)
-    markdown = render_markdown(entries, [str(p) for p in paths], plots)
+    markdown = render_markdown(entries, [str(p) for p in paths], figures)
     if candidates:
-        markdown += "\n" + decision.render_decision(candidates, volumes, months, cost_plots)
+        markdown += "\n" + decision.render_decision(candidates, volumes, months, cost_plots, notes)
     out.mkdir(parents=True, exist_ok=True)
-    if plots:  # figures first: a missing matplotlib then leaves nothing half-written
+    if figures:  # figures first: a missing matplotlib then leaves nothing half-written
         plot_accuracy_vs_cost(entries, out / SCATTER_NAME)
         plot_cost_breakdown(entries, out / BARS_NAME)
-        for task, name in cost_plots.items():
-            decision.plot_monthly_cost(candidates, task, months, out / name, _figure, _save_png)
+    for task, name in cost_plots.items():
+        decision.plot_monthly_cost(candidates, task, months, out / name, _figure, _save_png)
     write_atomic(out / REPORT_NAME, markdown)
     return markdown
 

@@ -5,6 +5,7 @@ pytest's benchmark test and the `ftbench` command share these functions, so both
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ def prepare_model(entry: CatalogEntry | OpenAIEntry, task: Task, settings: Setti
 
 def workload(task: Task, settings: Settings) -> Workload:
     """The task as a backend sees it: evaluation prompts, decoding, and training data read on demand."""
-    prompts = [task.prompt(e) for e in eval_examples(task, settings)]
+    prompts = functools.cache(lambda: [task.prompt(e) for e in eval_examples(task, settings)])
     return Workload(task.name, prompts, generation_config(task, settings), lambda: training_data(task, settings.data))
 
 

@@ -51,8 +51,13 @@ class Run:
 
 
 def load_records(path: str | os.PathLike[str]) -> dict[Pair, Record]:
-    """The ftbench records of a pytest-benchmark JSON file, keyed by (task, model); raises DiffInputError."""
-    return read_run(path).records
+    """The benchmark records of a pytest-benchmark JSON file, keyed by (task, model); raises DiffInputError, also for
+    a file with none (serving or estimate records alone cannot be a --baseline)."""
+    records = read_run(path).records
+    if not records:
+        raise DiffInputError(f"{path}: it holds no benchmark record (test_accuracy), only serving or estimate "
+                             f"records; pass the JSON of a `pytest benchmarks` run")
+    return records
 
 
 def read_run(path: str | os.PathLike[str]) -> Run:
@@ -82,17 +87,53 @@ def _kind(benchmark: dict[str, Any]) -> str | None:
 
 
 def _side_records(benchmarks: list[dict[str, Any]], kind: str, path: object) -> dict[Pair, dict[str, Any]]:
-    """The records of one side kind by (task, model), checked: the keys the report reads, finite numbers only."""
+    """The records of one side kind by (task, model), checked: the keys and types the report reads, finite numbers
+    only, one record per pair."""
     found: dict[Pair, dict[str, Any]] = {}
+    problems: list[str] = []
     for benchmark in (b for b in benchmarks if _kind(b) == kind):
         data = benchmark["extra_info"]
         name = _text_or_none(benchmark.get("name")) or "?"
-        problems = [f"{key} is missing" for key in SIDE_KINDS[kind] if key not in data]
-        problems += [f"{field_name} is not a finite number" for field_name in nonfinite_to_null(data)[1]]
-        if problems:
-            raise DiffInputError(_malformed(path, [f"{path}: {kind} record {name}: {p}" for p in problems]))
-        found[(data["task"], data["model"])] = data
+        found_problems = _side_problems(kind, data)
+        problems += [f"{path}: {kind} record {name}: {p}" for p in found_problems]
+        if found_problems:
+            continue
+        pair = (data["task"], data["model"])
+        if pair in found:
+            raise DiffInputError(f"{path}: task {pair[0]!r} x model {pair[1]!r} has two {kind} records; keep one "
+                                 f"per file")
+        found[pair] = data
+    if problems:
+        raise DiffInputError(_malformed(path, problems))
     return found
+
+
+def _side_problems(kind: str, data: dict[str, Any]) -> list[str]:
+    problems = [f"{key} is missing" for key in SIDE_KINDS[kind] if key not in data]
+    problems += [f"{name} = {data.get(name)!r} is not a name" for name in ("task", "model")
+                 if name in data and not (isinstance(data[name], str) and data[name])]
+    problems += [f"{field_name} is not a finite number" for field_name in nonfinite_to_null(data)[1]]
+    cost = data.get("cost_usd")
+    if "cost_usd" in data and not isinstance(cost, dict):
+        return problems + [f"cost_usd = {cost!r} is not an object"]
+    numbers = {"serving": (("cost_usd", "hourly"), ("sustainable", "requests_per_s"), ("latency_slo_s",)),
+               "estimate": (("cost_usd", "train"), ("cost_usd", "per_1k_requests"))}[kind]
+    for path in numbers:
+        value = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        optional = kind == "serving" and path[0] != "latency_slo_s"  # a run that met no SLO has no figures
+        if (value is None and not optional) or (value is not None and not _non_negative(value)):
+            problems.append(f"{'.'.join(path)} = {value!r} is not a number >= 0")
+    if kind == "serving" and not isinstance(data.get("sustainable"), (dict, type(None))):
+        problems.append(f"sustainable = {data['sustainable']!r} is not an object or null")
+    if kind == "serving" and not isinstance(data.get("failure"), (str, type(None))):
+        problems.append(f"failure = {data['failure']!r} is not text or null")
+    return problems
+
+
+def _non_negative(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -21,6 +21,8 @@ from benchmarks import record as rec
 from benchmarks.runner import Settings, eval_examples, generation_config
 from benchmarks.tasks import Task
 from models.backends import PreparedModel, backend_for
+from models import progress
+from models.errors import FtbenchError
 from models.pricing import detect_hardware
 
 CHECKED_ITEMS = 8
@@ -60,7 +62,14 @@ def run_serving(entry, task: Task, prepared: PreparedModel, settings: Settings, 
     checked = prompts[:CHECKED_ITEMS]
     expected = [c.text if c.error is None else None for c in prepared.model.generate(checked, config)]
     record = _record(entry, task, prepared, settings, options, server)
-    with server:
+    progress.announce(f"starting {server.engine} serve on 127.0.0.1 ({device})...")
+    try:
+        server.start()
+    except FtbenchError as err:  # it never answered: the record says why, with the log the error carries
+        record["failure"] = f"{task.name} x {entry.name}: the server did not start: {err}"
+        save(record)
+        return record
+    try:  # stopped whatever happens below (its process group, children included)
         record["server"] |= {"command": " ".join(server.command()), "model_id": server.model_id}
         started = time.perf_counter()
         proof = sweep(server.base_url, server.model_id, [p.text for p in checked], latency_slo_s=1e9,
@@ -68,19 +77,26 @@ def run_serving(entry, task: Task, prepared: PreparedModel, settings: Settings, 
                       min_gain=None, timeout_s=options.timeout_s, stream=False, warmup=0)
         record["equal_answers"] = _equal_answers(proof, expected)
         record["failure"] = _proof_failure(record, proof, server, entry)
+        progress.announce(f"answer check: {record['equal_answers']['mismatches']} of {len(checked)} served answers "
+                          f"differ from the evaluated model's")
         save(record)
         if record["failure"]:
             return record
+        progress.announce(f"sweeping concurrency {', '.join(map(str, options.levels[:3]))}, ... over {len(prompts)} "
+                          f"prompts until p95 passes {options.latency_slo_s:g} s or throughput stops rising")
         result = sweep(server.base_url, server.model_id, [p.text for p in prompts],
                        latency_slo_s=options.latency_slo_s, max_tokens=config.max_new_tokens, stop=config.stop,
                        levels=options.levels, requests_per_level=options.requests_per_level,
                        timeout_s=options.timeout_s,
-                       on_level=lambda level: save(_with_levels(record, [level])))
+                       on_level=lambda level: _measured(level, record, save))
         record = _with_sweep(record, result, settings, time.perf_counter() - started)
+        record["cost_usd"] |= _training_cost(entry, prepared, settings)
         if result.server_failed or not server.alive():
             record["failure"] = (f"{task.name} x {entry.name}: {result.stopped_by}; the record keeps "
                                  f"{len(result.levels)} level(s). Server: {server.failure() or 'stopped'}\n"
                                  f"--- last server log lines ---\n{server.log_tail(20)}")
+    finally:
+        server.stop()
     if record["failure"] is None and record["sustainable"] is None:
         record["failure"] = (f"{task.name} x {entry.name}: no concurrency level kept p95 latency within the SLO "
                              f"{options.latency_slo_s:g} s without errors ({result.stopped_by}); raise "
@@ -128,6 +144,14 @@ def _proof_failure(record: dict[str, Any], proof, server, entry) -> str | None:
     return None
 
 
+def _measured(level, record: dict[str, Any], save: Callable[[dict[str, Any]], None]) -> None:
+    """Each level is shown and recorded as it ends (a crash mid-sweep keeps it)."""
+    p95 = "-" if level.latency_p95_s is None else f"{level.latency_p95_s:.2f} s"
+    progress.announce(f"concurrency {level.concurrency}: {level.requests_per_s:.3g} requests/s, "
+                      f"{level.output_tokens_per_s:.3g} tokens/s, p95 {p95}, {level.errors} errors")
+    save(_with_levels(record, [level]))
+
+
 def _with_levels(record: dict[str, Any], new_levels) -> dict[str, Any]:
     """The record with levels appended as they are measured (a crash mid-sweep keeps them)."""
     from models.loadtest import SweepResult
@@ -147,6 +171,14 @@ def _with_sweep(record: dict[str, Any], result, settings: Settings, wall_s: floa
     record["cost_usd"] = deploy_cost(best.requests_per_s if best else None, record["machine"]["hardware_key"],
                                      settings)
     return record
+
+
+def _training_cost(entry, prepared: PreparedModel, settings: Settings) -> dict[str, Any]:
+    """The training cost beside the deploy cost, as the benchmark record computes it (0 for a base model)."""
+    if not prepared.training:
+        return {"train": 0.0, "train_basis": None}
+    usd, basis = backend_for(entry).training_cost(prepared.training, settings.prices)
+    return {"train": usd, "train_basis": basis}
 
 
 def deploy_cost(requests_per_s: float | None, hardware_key: str, settings: Settings) -> dict[str, Any]:

@@ -26,25 +26,28 @@ from pathlib import Path
 
 
 @contextmanager
-def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+def replacing(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path` for the caller to write; when the block succeeds it replaces `path`.
 
     The temporary name is new on every call, so threads and processes may write one target at once (the last
     rename wins, whole). It starts with `.tmp-`, so a folder listing shows what a killed process left behind.
+    `durable=False` skips the fsync: for a cache, whose entry lost to a power cut is only a miss, and whose writes
+    happen inside timed generation.
     """
     target = Path(path)
     temporary = target.with_name(f".tmp-{target.name}.{secrets.token_hex(4)}")
     try:
         yield temporary
-        _flush_to_disk(temporary)
+        if durable:
+            _flush_to_disk(temporary)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, durable: bool = True) -> None:
     """Write `data` (text as UTF-8) to `path` whole; see `replacing`."""
-    with replacing(path) as temporary:
+    with replacing(path, durable=durable) as temporary:
         if isinstance(data, str):
             temporary.write_text(data, encoding="utf-8")
         else:

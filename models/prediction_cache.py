@@ -119,7 +119,7 @@ class PredictionCache:
         # ASCII-escaped JSON stores any code point losslessly, lone surrogates from a model's answer included
         path = self.path(model, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(entry))
+        write_atomic(path, json.dumps(entry), durable=False)  # a lost entry is a miss; this runs in timed generation
 
 
 def _completion_from_entry(entry: dict[str, Any], key: str) -> Completion:

@@ -10,16 +10,15 @@ import models.loadtest
 import models.serving
 
 _servers: list = []
-_enter = models.serving.LocalServer.__enter__
+_start = models.serving.LocalServer.start
 _sweep = models.loadtest.sweep
 
 
-def _entering(self):
-    server = _enter(self)
-    _servers.append(server)
+def _starting(self):
+    _start(self)
+    _servers.append(self)
     with open(os.environ["FTBENCH_TEST_SERVER_PID"], "w") as f:
-        f.write(str(server.pid))
-    return server
+        f.write(str(self.pid))
 
 
 def _sweep_then_kill(*args, on_level=None, **kwargs):
@@ -33,5 +32,5 @@ def _sweep_then_kill(*args, on_level=None, **kwargs):
     return _sweep(*args, on_level=killing if rising else on_level, **kwargs)
 
 
-models.serving.LocalServer.__enter__ = _entering
+models.serving.LocalServer.start = _starting
 models.loadtest.sweep = _sweep_then_kill

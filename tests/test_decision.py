@@ -33,8 +33,12 @@ def test_an_instance_is_a_fixed_monthly_cost_until_its_capacity():
 
 def test_the_break_even_of_a_worked_example():
     # API: $0.002 per request, no training; instance: $73/month for up to 730K requests, $12 training over 12 months
-    v = break_even(api(per_request=0.002), hosted(train=12.0, hourly=0.1, capacity=1000), months=12)
-    assert v == pytest.approx((1 + 73) / 0.002)
+    found = break_even(api(per_request=0.002), hosted(train=12.0, hourly=0.1, capacity=1000), months=12)
+    assert found.start == pytest.approx((1 + 73) / 0.002) and found.end is None  # $1.46 of API per $0.1 instance-hour
+    # an API at $0.00005 per request with $2,400 of training: self-hosting wins until 5 instances are needed
+    dear_api = api(train=2400.0, per_request=0.00005)
+    found = break_even(dear_api, hosted(hourly=0.1, capacity=1000), months=12)
+    assert found.start == 0 and found.end == pytest.approx(5 * 1000 * HOURS_PER_MONTH)  # 200/month saved: 5 x $36.5
 
 
 @settings(max_examples=300, deadline=None)
@@ -43,16 +47,20 @@ def test_the_break_even_of_a_worked_example():
 def test_break_even_is_the_first_volume_where_self_hosting_is_no_dearer(t_api, t_host, price, hourly, capacity,
                                                                          months):
     a, h = api(train=t_api, per_request=price), hosted(train=t_host, hourly=hourly, capacity=capacity)
-    v = break_even(a, h, months)
+    found = break_even(a, h, months)
     per_month = capacity * HOURS_PER_MONTH
     probes = [per_month * f for f in (0, 0.3, 0.999, 1.001, 2.5, 7.2, 40, 333)]
-    if v is None:  # never: self-hosting is dearer at every volume probed, range ends included
-        assume(all(abs(h.monthly_usd(x, months) - a.monthly_usd(x, months)) > 1e-9 for x in probes))
+    assume(all(abs(h.monthly_usd(x, months) - a.monthly_usd(x, months)) > 1e-9 for x in probes))
+    if found is None:  # never: self-hosting is dearer at every volume probed, range ends included
         assert all(h.monthly_usd(x, months) > a.monthly_usd(x, months) for x in probes)
         return
+    v = found.start
     at = v if h.hosting.instances(v) == h.hosting.instances(v * (1 + 1e-12) + 1e-9) else v * (1 + 1e-12) + 1e-9
     assert h.monthly_usd(at, months) <= a.monthly_usd(at, months) * (1 + 1e-9) + 1e-9
     assert all(h.monthly_usd(x, months) > a.monthly_usd(x, months) - 1e-9 for x in probes if x < v * (1 - 1e-9))
+    if found.end is not None:  # past the end self-hosting never wins again
+        assert all(h.monthly_usd(x, months) > a.monthly_usd(x, months) - 1e-9 for x in probes
+                   if x > found.end * (1 + 1e-9))
 
 
 def test_a_cheap_enough_api_never_breaks_even():

@@ -10,11 +10,15 @@ from benchmarks.cli import main
 from benchmarks.data import REPO_ROOT
 
 BASELINE = REPO_ROOT / "fixtures" / "baselines" / "seed-limit100-fp32.json"
+LORA = next(b["extra_info"] for b in json.loads(BASELINE.read_text())["benchmarks"]
+            if b["name"] == "test_accuracy[spider-smollm2-135m-lora]")
 
 
-def serving_document(requests_per_s: float, failure: str | None = None) -> dict:
-    """A serving record of spider x smollm2-135m-lora as benchmarks/serving.py writes it (levels left out)."""
+def serving_document(requests_per_s: float, failure: str | None = None, fingerprint: dict | None = None) -> dict:
+    """A serving record of spider x smollm2-135m-lora as benchmarks/serving.py writes it (levels left out), of the
+    baseline's model unless `fingerprint` says otherwise."""
     record = {"schema": 2, "kind": "serving", "task": "spider", "model": "smollm2-135m-lora", "latency_slo_s": 10.0,
+              "model_fingerprint": fingerprint or LORA["model_fingerprint"] | {"dtype": "float32", "device": "cpu"},
               "failure": failure, "levels": [], "equal_answers": {"checked": 8, "mismatches": 0},
               "sustainable": {"concurrency": 2, "requests_per_s": requests_per_s, "latency_p95_s": 4.0},
               "cost_usd": {"deploy_per_1k_requests": 0.09 / (requests_per_s * 3600) * 1000, "hourly": 0.09}}
@@ -54,7 +58,17 @@ def test_a_failed_serving_run_prices_nothing(inputs, tmp_path):
     failed.write_text(json.dumps(serving_document(1.0, failure="the server died")))
     out = tmp_path / "report"
     assert main(["report", str(BASELINE), str(failed), "--out", str(out), "--no-plots", "--volume", "1000"]) == 0
-    assert "unknown (run the serving benchmark: --run-serving)" in (out / "report.md").read_text()
+    assert "unknown (no serving record: pytest benchmarks --run-serving)" in (out / "report.md").read_text()
+
+
+def test_a_serving_record_of_another_model_is_not_joined(inputs, tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(serving_document(1.0, fingerprint=LORA["model_fingerprint"] | {"adapter": "sha256:0"})))
+    out = tmp_path / "report"
+    assert main(["report", str(BASELINE), str(other), "--out", str(out), "--no-plots"]) == 0
+    text = (out / "report.md").read_text()
+    assert "Note: serving record of spider x smollm2-135m-lora not used: its model is not the benchmarked one." in text
+    assert "$65.70" not in text
 
 
 def test_a_serving_record_with_a_nan_is_refused(tmp_path, capsys):

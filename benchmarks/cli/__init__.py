@@ -4,7 +4,8 @@
     ftbench finetune --task T --model M   train (or reuse) the LoRA adapter the benchmarks will use
     ftbench score-sql --gold G --pred P --db DIR   score SQL predictions like the official Spider evaluator
     ftbench diff OLD.json NEW.json     compare two benchmark runs, gate on regressions
-    ftbench report RUN.json [...]      Markdown table and plots of one or more runs
+    ftbench report RUN.json [...]      Markdown table and plots of one or more runs (--volume N: which to pick)
+    ftbench estimate --task T --model M   what an OpenAI job and its requests would cost (--json: a record)
 
 Exit codes: 0 success, 1 a regression or failed check, 2 unusable input or options.
 """

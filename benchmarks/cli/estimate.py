@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     task = get_task(args.task, jsonl_folder=args.jsonl)
     settings = settings_from_options(option_values(vars(args)))
     if not entry.finetuned:
+        if args.json is not None:
+            tuned = [name for name, e in catalog.CATALOG.items() if isinstance(e, catalog.OpenAIEntry) and e.finetuned]
+            raise ConfigError(f"--json writes the record of a fine-tuned candidate (training + requests); "
+                              f"{args.model} --openai-model {args.openai_model} is priced for evaluation only. "
+                              f"Choose one of {tuned}.")
         return _estimate_model(task, settings, args.openai_model)
     data = training_data(task, settings.data)
     train_rows, validation_rows = data.chat_rows("train"), data.chat_rows("validation")

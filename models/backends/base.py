@@ -43,8 +43,8 @@ class Workload:
 
     task: str
     """The task's name (names jobs, picks per-task epochs)."""
-    prompts: Sequence[Prompt]
-    """The evaluation prompts, after --limit."""
+    prompts: Callable[[], Sequence[Prompt]]
+    """Reads the evaluation prompts (after --limit); called only by backends that estimate their spend."""
     config: GenerationConfig
     training: Callable[[], TrainingData]
     """Reads the train and validation splits; called only for fine-tuned entries."""

@@ -88,11 +88,11 @@ class LocalBackend:
         return True
 
     def server(self, entry, prepared: PreparedModel, device: str):
-        """vLLM applies the adapter beside the base; `transformers serve` has no adapter support, so it serves a
-        folder with the adapter merged in, as the evaluated HFModel runs it."""
+        """On a GPU vLLM serves the base and applies the adapter beside it; on CPU `transformers serve` (no adapter
+        support) serves a folder with the adapter merged in, as the evaluated HFModel runs it."""
         from models.serving import LocalServer, prepare_served_folder
 
-        if entry.runtime == "vllm":
+        if entry.runtime == "vllm" or device.startswith("cuda"):
             from models.weights import smollm2_folder
 
             weights = smollm2_folder()[0] if entry.weights == "smollm2-135m" else entry.weights

@@ -61,9 +61,9 @@ class OpenAIBackend:
         model = self._chat_model(entry, entry.resolve_model_id(settings.openai.model), base_url, None, settings,
                                  price_family=price_family_of(entry, base_url, settings))
         if model.price_family:
-            config = work.config
-            budget.check(eval_spend(model, work.prompts, config, settings.prices),
-                         f"{entry.name} on {work.task}: {len(work.prompts)} requests (upper bound: "
+            config, prompts = work.config, work.prompts()
+            budget.check(eval_spend(model, prompts, config, settings.prices),
+                         f"{entry.name} on {work.task}: {len(prompts)} requests (upper bound: "
                          f"{config.max_new_tokens} output tokens each)")
         return PreparedModel(model, None)
 
@@ -81,14 +81,15 @@ class OpenAIBackend:
         finished = plan.finished_model  # a finished job's model: the cache then tells which requests are still due
         probe = self._chat_model(entry, finished, base_url, _job_fingerprint(plan, finished),
                                  settings) if finished else None
-        eval_usd = eval_spend(probe, work.prompts, config, settings.prices, encoding=spec.encoding,
+        prompts = work.prompts()
+        eval_usd = eval_spend(probe, prompts, config, settings.prices, encoding=spec.encoding,
                               family=spec.price_family, finetuned=True)
         if plan.new_spend_usd + eval_usd > 0:
             job_usd, eval_usd_text = usd(plan.new_spend_usd, eval_usd)
             budget.check(plan.new_spend_usd + eval_usd,
                          f"{entry.name} on {work.task}: fine-tuning {job_usd} "
                          f"({plan.estimate.trained_tokens:,} trained tokens) + evaluation {eval_usd_text} "
-                         f"(upper bound: {len(work.prompts)} requests x {config.max_new_tokens} output tokens)")
+                         f"(upper bound: {len(prompts)} requests x {config.max_new_tokens} output tokens)")
         make_client = self.make_client or functools.partial(sync_client, max_retries=settings.openai.max_retries,
                                                             timeout_s=settings.openai.timeout_s)
         result = openai_ft.run_finetune(plan, make_client, budget,
