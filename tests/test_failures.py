@@ -34,7 +34,7 @@ def server(monkeypatch, tmp_path):
 def run(pytester, server: FlakyServer, *args: str):
     """`pytest benchmarks` for spider x openai-compatible on the first N fixture rows; returns (result, record)."""
     result = pytester.runpytest_subprocess(
-        str(REPO_ROOT / "benchmarks"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        str(REPO_ROOT / "benchmarks" / "test_accuracy.py"), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
         "--models", "openai-compatible", "--tasks", "spider", "--limit", str(N),
         "--openai-base-url", server.base_url, "--openai-model", "flaky", "--openai-max-retries", "1",
         "--benchmark-json", "out.json", *args)
