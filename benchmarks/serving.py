@@ -149,22 +149,14 @@ def _measured(level, record: dict[str, Any], save: Callable[[dict[str, Any]], No
     p95 = "-" if level.latency_p95_s is None else f"{level.latency_p95_s:.2f} s"
     progress.announce(f"concurrency {level.concurrency}: {level.requests_per_s:.3g} requests/s, "
                       f"{level.output_tokens_per_s:.3g} tokens/s, p95 {p95}, {level.errors} errors")
-    save(_with_levels(record, [level]))
-
-
-def _with_levels(record: dict[str, Any], new_levels) -> dict[str, Any]:
-    """The record with levels appended as they are measured (a crash mid-sweep keeps them)."""
-    from models.loadtest import SweepResult
-
-    shown = SweepResult("", tuple(new_levels), "", False, 1.0, 1, (), 1).to_json()["levels"]
-    record["levels"] = [*record["levels"], *shown]
-    return record
+    record["levels"] = [*record["levels"], level.to_json()]
+    save(record)
 
 
 def _with_sweep(record: dict[str, Any], result, settings: Settings, wall_s: float) -> dict[str, Any]:
     data = result.to_json()
     best = result.sustainable
-    record.update(levels=list(data["levels"]), stopped_by=result.stopped_by, server_failed=result.server_failed,
+    record.update(levels=data["levels"], stopped_by=result.stopped_by, server_failed=result.server_failed,
                   wall_s=wall_s, sustainable=None if best is None else {
                       "concurrency": best.concurrency, "requests_per_s": best.requests_per_s,
                       "output_tokens_per_s": best.output_tokens_per_s, "latency_p95_s": best.latency_p95_s})

@@ -92,6 +92,16 @@ class LevelResult:
     answers: tuple[str | None, ...]
     """Per request, in request order (request i sent prompt i % len(prompts)); None where it failed."""
 
+    def to_json(self, answers: bool = False) -> dict[str, Any]:
+        """Strict JSON (a non-finite float as null); the answers only when asked for (they are long)."""
+        data = {key: None if isinstance(value, float) and not math.isfinite(value) else value
+                for key, value in dataclasses.asdict(self).items()}
+        if answers:
+            data["answers"] = list(self.answers)
+        else:
+            del data["answers"]
+        return data
+
     @classmethod
     def from_requests(cls, concurrency: int, results: Sequence[RequestResult], duration_s: float) -> "LevelResult":
         answered = [r for r in results if r.error is None]
@@ -143,17 +153,9 @@ class SweepResult:
 
     def to_json(self, answers: bool = False) -> dict[str, Any]:
         """Strict JSON (no NaN or infinity); the answers only when asked for (they are long)."""
-        data = dataclasses.asdict(self) | {"sustainable_concurrency": getattr(self.sustainable, "concurrency", None)}
-        data["stop"] = list(self.stop)
-        for level in data["levels"]:
-            if answers:
-                level["answers"] = list(level["answers"])
-            else:
-                del level["answers"]
-            for key, value in level.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    level[key] = None
-        return data
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "levels": [level.to_json(answers) for level in self.levels], "stop": list(self.stop),
+                "sustainable_concurrency": getattr(self.sustainable, "concurrency", None)}
 
 
 def sweep(base_url: str, model: str, prompts: Sequence[str], *, latency_slo_s: float, max_tokens: int,
